@@ -1,0 +1,42 @@
+"""Batch Studio's scoring engine: runs batch scoring jobs, knows no web app."""
+
+from __future__ import annotations
+
+from .config import (
+    DeploymentSpec,
+    EnvironmentSpec,
+    ModelSpec,
+    Settings,
+    apply_overrides,
+    load_deployment,
+    parse_deployment,
+)
+from .errors import (
+    EngineError,
+    EnvironmentBuildError,
+    InputError,
+    JobFolderError,
+    ScriptError,
+    SpecError,
+)
+from .orchestrator import JobResult, JobSpec, plan_job, run_job
+
+__all__ = [
+    "DeploymentSpec",
+    "EngineError",
+    "EnvironmentBuildError",
+    "EnvironmentSpec",
+    "InputError",
+    "JobFolderError",
+    "JobResult",
+    "JobSpec",
+    "ModelSpec",
+    "ScriptError",
+    "Settings",
+    "SpecError",
+    "apply_overrides",
+    "load_deployment",
+    "parse_deployment",
+    "plan_job",
+    "run_job",
+]

@@ -1,0 +1,1 @@
+"""Batch Studio's Django project and app: web studio, registry, job dispatch."""
