@@ -170,6 +170,7 @@ class Agent:
         ledger: Ledger,
         folder: JobFolder,
         report: Callable[[AttemptRecord], None],
+        note_error: Callable[[str, str], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
@@ -179,6 +180,7 @@ class Agent:
         self.ledger = ledger
         self.folder = folder
         self.report = report
+        self.note_error = note_error
         self.clock = clock
         self.host: ScoringHost | None = None
         self.init_count = 0
@@ -249,9 +251,12 @@ class Agent:
     def loop(self, stop: threading.Event) -> None:
         """Run steps until the job has nothing left for this agent."""
         while not stop.is_set():
-            if not self.step() and not self.ledger.wait_for_work(timeout=1.0):
-                if self.ledger.progress().finished:
-                    return
+            if self.step() or self.ledger.wait_for_work(timeout=1.0):
+                continue
+            if self.ledger.closed:
+                # Keep the host up until the orchestrator's last resource
+                # sample has seen it.
+                stop.wait()
 
     def shutdown(self) -> None:
         if self.host is not None:
@@ -310,9 +315,16 @@ class Agent:
         else:
             part.unlink(missing_ok=True)
             succeeded, failed = 0, batch.item_count
-            outcome = self.ledger.fail(claim)
             error = message["error"]
             self._log_error(claim, batch, error, message.get("traceback", ""))
+            # Noted before the ledger hears of it, so a threshold breach the
+            # orchestrator sees always has its cause at hand.
+            self.note_error(
+                f"mini-batch {claim.index} attempt {claim.attempt} on"
+                f" {self.process}: {error}",
+                self.folder.relative(self.error_log.path),
+            )
+            outcome = self.ledger.fail(claim)
         record = AttemptRecord(
             index=claim.index,
             attempt=claim.attempt,
@@ -390,6 +402,10 @@ def start_agent_threads(
             agent.loop(stop)
         except Exception as exc:  # noqa: BLE001 - reported to the orchestrator
             on_fatal(agent, exc)
+        finally:
+            # Hosts die with the thread that started them (PR_SET_PDEATHSIG),
+            # so the same thread must ask for their shutdown().
+            agent.shutdown()
 
     threads = [
         threading.Thread(target=body, args=(agent,), name=agent.process, daemon=True)

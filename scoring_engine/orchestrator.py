@@ -191,6 +191,8 @@ class Orchestrator:
 
     def finish(self, status: str, error: str = "", error_log: str = "") -> JobResult:
         """Stop agents, complete the output, write the result files."""
+        if self.monitor is not None:
+            self.monitor.stop()
         self.stop_event.set()
         self.ledger.stop()
         if status != "completed":
@@ -199,10 +201,6 @@ class Orchestrator:
                     agent.host.terminate()
         for thread in self.threads:
             thread.join(timeout=30)
-        for agent in self.agents:
-            agent.shutdown()
-        if self.monitor is not None:
-            self.monitor.stop()
         self._assemble()
         if self._output is not None:
             self._output.close()
@@ -261,6 +259,7 @@ class Orchestrator:
                 ledger=self.ledger,
                 folder=self.folder,
                 report=self._record,
+                note_error=self._note_error,
             )
             for number in range(min(count, len(self.batches)) or 1)
         ]
@@ -283,15 +282,6 @@ class Orchestrator:
         self.processed.append(processed_row(self.spec.node, record))
         what = f"mini-batch {record.index} attempt {record.attempt} on {record.process}"
         if record.error:
-            log = self.folder.relative(
-                self.folder.user_error_log(self.spec.node, record.process)
-            )
-            with self._lock:
-                if self.user_errors is None:
-                    self.user_errors = LogFile(self.folder.user_error_summary)
-                if not self.first_error[0]:
-                    self.first_error = (f"{what}: {record.error}", log)
-            self.user_errors.write(f"{what}: {record.error} (full trace in {log})")
             retry = (
                 "will retry"
                 if record.outcome is BatchState.PENDING
@@ -303,6 +293,15 @@ class Orchestrator:
                 f"{what} {record.outcome or 'stale, ignored'}: {record.succeeded_items}"
                 f"/{record.total_items} items in {record.duration_s:.3f} s"
             )
+
+    def _note_error(self, what: str, log: str) -> None:
+        """Called from agent threads for every failed attempt, before the ledger."""
+        with self._lock:
+            if self.user_errors is None:
+                self.user_errors = LogFile(self.folder.user_error_summary)
+            if not self.first_error[0]:
+                self.first_error = (what, log)
+        self.user_errors.write(f"{what} (full trace in {log})")
 
     def _agent_failed(self, agent: Agent, exc: Exception) -> None:
         if self.stop_event.is_set():

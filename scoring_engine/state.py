@@ -173,6 +173,12 @@ class Ledger:
                 timeout,
             ) and not (self._stopped or self._all_done())
 
+    @property
+    def closed(self) -> bool:
+        """Nothing will ever be claimable again: all done, or stopped."""
+        with self._changed:
+            return self._stopped or self._all_done()
+
     def _owned(self, claim: Claim) -> _Entry | None:
         entry = self._entries[claim.index]
         if entry.state is not BatchState.RUNNING or entry.attempt != claim.attempt:
