@@ -1,4 +1,4 @@
-"""User code that crashes, exits, hangs or fails init(): one attempt lost, never the job."""
+"""User code that crashes, exits, hangs or fails init(): one attempt lost, not the job."""
 
 from __future__ import annotations
 
