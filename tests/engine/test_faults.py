@@ -1,4 +1,4 @@
-"""User code that crashes, exits, hangs or fails init(): one attempt lost, not the job."""
+"""User code that crashes, hangs or fails init() loses one attempt, not the job."""
 
 from __future__ import annotations
 
