@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from scoring_engine.environments import (
     read_conda_pip_requirements,
 )
 from scoring_engine.errors import EnvironmentBuildError, SpecError
+from tests.factories import make_wheel
 
 
 @pytest.fixture(autouse=True)
@@ -33,40 +31,6 @@ def _isolated_uv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_NO_CONFIG", "1")
     for name in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_INDEX_URL"):
         monkeypatch.delenv(name, raising=False)
-
-
-def make_wheel(
-    folder: Path, name: str, version: str = "0.1", *, value: str = "hello"
-) -> Path:
-    """Write a minimal pure-Python wheel by hand, so no build backend is needed."""
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"VALUE = {value!r}\n\ndef main():\n    print(VALUE)\n",
-        f"{dist_info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ),
-        f"{dist_info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: batch-studio-tests\n"
-            "Root-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-        f"{dist_info}/entry_points.txt": (
-            f"[console_scripts]\n{name}-hello = {name}:main\n"
-        ),
-    }
-    record = []
-    for path, text in files.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(data)}")
-    record.append(f"{dist_info}/RECORD,,")
-    files[f"{dist_info}/RECORD"] = "\n".join(record) + "\n"
-
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in files.items():
-            archive.writestr(path, text)
-    return wheel
 
 
 def run_python(python: str, code: str) -> str:
