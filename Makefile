@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: demo
 
 demo: $(STAMP)
-	$(BIN)/python -m scoring_engine demo
+	$(BIN)/python -m studio.demo
 
 test: $(STAMP)
 	$(BIN)/pytest -m "slow or not slow"
