@@ -18,7 +18,7 @@ from .agent import (
 )
 from .config import DeploymentSpec, Settings
 from .environments import prepare_python
-from .errors import EngineError, EnvironmentBuildError
+from .errors import EngineError, EnvironmentBuildError, ScriptError
 from .jobfolder import (
     PROCESSED_COLUMNS,
     CsvLog,
@@ -304,20 +304,19 @@ class Orchestrator:
         self.user_errors.write(f"{what} (full trace in {log})")
 
     def _agent_failed(self, agent: Agent, exc: Exception) -> None:
+        """An agent cannot go on: its script cannot init(), or the agent broke."""
         if self.stop_event.is_set():
             return
-        message = (
-            exc.message
-            if isinstance(exc, EngineError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        log = self.folder.relative(
-            self.folder.user_error_log(agent.node, agent.process)
-        )
-        self.master.write(f"{agent.process} cannot score: {message}")
+        if isinstance(exc, ScriptError):
+            cause = f"init() failed: {exc.message}"
+            log = self.folder.relative(agent.error_log.path)
+        else:
+            cause = f"scoring agent {agent.process} failed: {type(exc).__name__}: {exc}"
+            log = self.folder.relative(self.folder.master_log)
+        self.master.write(f"{agent.process} cannot score: {cause}")
         with self._lock:
             if self.fatal is None:
-                self.fatal = (f"init() failed: {message}", log)
+                self.fatal = (cause, log)
         self.ledger.stop()
 
     def _threshold_breach(self, progress: Progress) -> str:

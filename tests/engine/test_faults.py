@@ -64,7 +64,8 @@ def test_init_that_raises_fails_the_job_with_the_traceback(tmp_path, text_inputs
     run = run_cli(deployment, text_inputs, tmp_path / "job")
 
     assert run.returncode == 1
-    assert "FileNotFoundError: model.pkl not found" in run.read("logs/job_error.txt")
-    trace = run.read("logs/user/error/node-a/process000.txt")
+    cause, look_at = run.read("logs/job_error.txt").splitlines()
+    assert "FileNotFoundError: model.pkl not found" in cause
+    trace = run.read(look_at.removeprefix("Look at: "))
     assert 'raise FileNotFoundError("model.pkl not found' in trace
     assert "Status: failed" in run.read("logs/job_progress_overview.txt")
