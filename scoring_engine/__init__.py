@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .config import (
+from .config import Settings
+from .deployment import (
     DeploymentSpec,
     EnvironmentSpec,
     ModelSpec,
-    Settings,
     apply_overrides,
     load_deployment,
     parse_deployment,

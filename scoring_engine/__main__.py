@@ -8,7 +8,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from .config import apply_overrides, load_deployment, parse_assignments
+from .config import parse_assignments
+from .deployment import apply_overrides, load_deployment
 from .errors import EngineError
 from .node import node_name
 from .orchestrator import INPUT_MODES, JobSpec, run_job

@@ -16,7 +16,8 @@ from .agent import (
     processed_row,
     start_agent_threads,
 )
-from .config import DeploymentSpec, Settings
+from .config import Settings
+from .deployment import DeploymentSpec
 from .environments import prepare_python
 from .errors import EngineError, EnvironmentBuildError, ScriptError
 from .jobfolder import (
