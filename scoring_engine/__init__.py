@@ -20,6 +20,7 @@ from .errors import (
     SpecError,
 )
 from .orchestrator import JobResult, JobSpec, plan_job, run_job
+from .state import Progress
 
 __all__ = [
     "DeploymentSpec",
@@ -31,6 +32,7 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "ModelSpec",
+    "Progress",
     "ScriptError",
     "Settings",
     "SpecError",

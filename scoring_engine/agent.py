@@ -245,6 +245,11 @@ class Agent:
             except ScriptError:
                 self.ledger.fail(claim)
                 raise
+        if self.ledger.closed:
+            # The job ended during init(); the orchestrator stops the ledger
+            # before it kills the hosts it knows, so a host published after
+            # that kill is caught here instead of running a whole timeout.
+            return False
         self.report(self._run(host, claim))
         return True
 

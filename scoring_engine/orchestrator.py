@@ -105,18 +105,22 @@ def plan_job(spec: JobSpec) -> list[MiniBatch]:
 
 
 def run_job(
-    spec: JobSpec, should_cancel: Callable[[], bool] = lambda: False
+    spec: JobSpec,
+    *,
+    should_cancel: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
 ) -> JobResult:
     """Run one job to its end and write its whole job folder.
 
-    Raises SpecError, InputError or JobFolderError before anything starts;
-    every later failure is written to the job folder and returned as a
-    failed JobResult.
+    `should_cancel` and `on_progress` are called about once a second from
+    this thread. Raises SpecError, InputError or JobFolderError before
+    anything starts; every later failure is written to the job folder and
+    returned as a failed JobResult.
     """
     batches = plan_job(spec)
     folder = JobFolder.create(spec.job_dir)
     orchestrator = Orchestrator(spec, folder, batches)
-    return orchestrator.run(should_cancel)
+    return orchestrator.run(should_cancel, on_progress)
 
 
 class Orchestrator:
@@ -153,7 +157,11 @@ class Orchestrator:
             return None
         return self.folder.output_file(self.spec.settings.output_file_name)
 
-    def run(self, should_cancel: Callable[[], bool]) -> JobResult:
+    def run(
+        self,
+        should_cancel: Callable[[], bool],
+        on_progress: Callable[[Progress], None],
+    ) -> JobResult:
         self._log_start()
         try:
             command = self._scoring_command()
@@ -163,11 +171,17 @@ class Orchestrator:
             )
         self._start_agents(command)
         while True:
-            if should_cancel():
-                return self.finish("canceled", "canceled by request")
-            status, error, log = self.tick(time.monotonic())
+            now = time.monotonic()
+            status, error, log = self.tick(now)
             if status:
                 return self.finish(status, error, log)
+            if now - self._last_progress >= _PROGRESS_EVERY_S:
+                self._last_progress = now
+                progress = self.ledger.progress()
+                self._write_progress(progress, "running")
+                on_progress(progress)
+                if should_cancel():
+                    return self.finish("canceled", "canceled by request")
             self.ledger.wait(_PROGRESS_EVERY_S)
 
     def tick(self, now: float) -> tuple[str, str, str]:
@@ -178,9 +192,6 @@ class Orchestrator:
         self.ledger.expire(now)
         self._assemble()
         progress = self.ledger.progress()
-        if now - self._last_progress >= _PROGRESS_EVERY_S:
-            self._write_progress(progress, "running")
-            self._last_progress = now
         if self.fatal:
             return ("failed", *self.fatal)
         breach = self._threshold_breach(progress)
