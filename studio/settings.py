@@ -33,6 +33,11 @@ def env_path(name: str, default: Path) -> Path:
     return Path(os.environ.get(name) or default).resolve()
 
 
+def env_paths(name: str) -> list[Path]:
+    """A list of folders separated by the OS path separator (":")."""
+    return [Path(p).resolve() for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -48,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_q",
     "studio",
 ]
 
@@ -74,12 +80,21 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "studio.context_processors.workspace_areas",
             ],
         },
     },
 ]
 
 STUDIO_DATA_DIR = env_path("STUDIO_DATA_DIR", BASE_DIR / "var")
+# Uploaded assets and job folders; shared by every node when scaled out.
+STUDIO_DATASTORE = env_path("STUDIO_DATASTORE", STUDIO_DATA_DIR / "datastore")
+# Server-side folders users may register as model or data paths.
+STUDIO_ALLOWED_ROOTS = env_paths("STUDIO_ALLOWED_ROOTS")
+STUDIO_ENV_CACHE = env_path("STUDIO_ENV_CACHE", STUDIO_DATA_DIR / "environments")
+STUDIO_NODE_NAME = os.environ.get("STUDIO_NODE_NAME", "")
+STUDIO_MAX_UPLOAD_MB = env_int("STUDIO_MAX_UPLOAD_MB", 1024)
+STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 24 * 3600)
 
 DATABASES = {
     "default": {
@@ -99,3 +114,26 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = STUDIO_DATA_DIR / "static"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "studio:home"
+LOGOUT_REDIRECT_URL = "login"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# django-q2 delivers at least once; tasks claim their row, so a redelivery is a
+# no-op. queue_limit 1 stops long jobs waiting in a worker's prefetch queue from
+# being redelivered while they wait; retry must exceed timeout.
+Q_CLUSTER = {
+    "name": os.environ.get("STUDIO_CLUSTER_NAME", "batch-studio"),
+    "orm": "default",
+    "workers": env_int("STUDIO_WORKERS", 2),
+    "timeout": STUDIO_JOB_TIMEOUT_S,
+    "retry": STUDIO_JOB_TIMEOUT_S + 600,
+    "queue_limit": 1,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "sync": env_bool("STUDIO_SYNC_TASKS", False),
+    "poll": 0.2,
+}

@@ -1,10 +1,20 @@
-"""URL routes of the studio."""
+"""URL routes of the studio: login, admin, and each area's own patterns."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from .views import workspaces
+
+studio_patterns = [
+    *workspaces.urlpatterns,
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include((studio_patterns, "studio"))),
 ]

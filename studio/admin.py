@@ -1,0 +1,50 @@
+"""Operators' admin: declarative ModelAdmins over every studio model."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import (
+    BatchDeployment,
+    BatchEndpoint,
+    DataAsset,
+    Environment,
+    Job,
+    Membership,
+    ModelAsset,
+    Workspace,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    inlines = [MembershipInline]
+
+
+@admin.register(ModelAsset, DataAsset, Environment)
+class AssetAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "workspace", "created_at"]
+    list_filter = ["workspace"]
+
+
+@admin.register(BatchEndpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "state", "default_deployment"]
+
+
+@admin.register(BatchDeployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["endpoint", "name", "revision", "model", "created_at"]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "endpoint_name", "status", "created_at"]
+    list_filter = ["status", "workspace"]
+    list_select_related = ["workspace"]

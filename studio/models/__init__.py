@@ -1,0 +1,22 @@
+"""The studio's database models, one module per resource."""
+
+from __future__ import annotations
+
+from .assets import DataAsset, Environment, ModelAsset
+from .endpoints import BatchDeployment, BatchEndpoint, EndpointState
+from .jobs import Job, JobStatus
+from .workspace import Membership, Role, Workspace
+
+__all__ = [
+    "BatchDeployment",
+    "BatchEndpoint",
+    "DataAsset",
+    "EndpointState",
+    "Environment",
+    "Job",
+    "JobStatus",
+    "Membership",
+    "ModelAsset",
+    "Role",
+    "Workspace",
+]

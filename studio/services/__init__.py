@@ -1,0 +1,1 @@
+"""Sole writers of important state: each workflow validates fully, then writes."""
