@@ -6,10 +6,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from .views import workspaces
+from .views import assets, endpoints, jobs, workspaces
 
 studio_patterns = [
     *workspaces.urlpatterns,
+    *assets.urlpatterns,
+    *endpoints.urlpatterns,
+    *jobs.urlpatterns,
 ]
 
 urlpatterns = [

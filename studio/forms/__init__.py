@@ -1,0 +1,1 @@
+"""UI forms, one module per area; field rules come from the engine and services."""

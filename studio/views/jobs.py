@@ -1,0 +1,5 @@
+"""Views of the jobs area (being built)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
