@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,13 +163,27 @@ class Orchestrator:
         should_cancel: Callable[[], bool],
         on_progress: Callable[[Progress], None],
     ) -> JobResult:
+        """Run to the end; whatever goes wrong ends up in the job folder."""
+        try:
+            return self._run(should_cancel, on_progress)
+        except Exception as exc:
+            # The engine's own failure boundary: the job folder must still
+            # say what happened, and no scoring process may outlive it.
+            self.master.write(f"engine error:\n{traceback.format_exc()}")
+            cause = f"engine error: {type(exc).__name__}: {exc}"
+            return self.finish("failed", cause, self.folder.relative(self.master.path))
+
+    def _run(
+        self,
+        should_cancel: Callable[[], bool],
+        on_progress: Callable[[Progress], None],
+    ) -> JobResult:
         self._log_start()
         try:
             command = self._scoring_command()
         except EnvironmentBuildError as exc:
-            return self.finish(
-                "failed", exc.message, self.folder.relative(self.folder.environment_log)
-            )
+            log = self.folder.relative(self.folder.environment_log)
+            return self.finish("failed", exc.message, log)
         self._start_agents(command)
         while True:
             now = time.monotonic()

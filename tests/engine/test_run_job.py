@@ -60,3 +60,24 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_an_error_in_the_callers_hook_is_written_to_the_job_folder(
+    tmp_path, text_inputs
+):
+    spec = make_spec(tmp_path, text_inputs, "ok.py", mini_batch_size=1)
+
+    def broken_progress(progress):
+        raise ConnectionError("database went away")
+
+    result = run_job(spec, on_progress=broken_progress)
+
+    assert result.status == "failed"
+    assert result.error == "engine error: ConnectionError: database went away"
+    assert result.error_log == "logs/sys/master_role.txt"
+    master = (tmp_path / "job/logs/sys/master_role.txt").read_text()
+    assert "Traceback" in master and "database went away" in master
+    assert (
+        "Status: failed"
+        in (tmp_path / "job/logs/job_progress_overview.txt").read_text()
+    )
