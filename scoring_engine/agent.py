@@ -58,6 +58,7 @@ class AttemptRecord:
     started: float
     duration_s: float
     run_s: float
+    write_s: float
     cpu_s: float
     error: str = ""
 
@@ -342,6 +343,7 @@ class Agent:
             started=started_wall,
             duration_s=duration,
             run_s=float(message.get("run_s", duration)),
+            write_s=float(message.get("write_s", 0.0)),
             cpu_s=float(message.get("cpu_s", 0.0)),
             error=error,
         )
@@ -367,7 +369,7 @@ class Agent:
             f" failed_items={record.failed_items}"
             f" start_time={timestamp(_as_datetime(record.started))}"
             f" duration_s={record.duration_s:.4f} process_cpu_s={record.cpu_s:.4f}"
-            f" run_s={record.run_s:.4f}"
+            f" run_s={record.run_s:.4f} write_s={record.write_s:.4f}"
         )
 
 
@@ -387,6 +389,7 @@ def processed_row(node: str, record: AttemptRecord) -> dict[str, object]:
         "end_time": timestamp(_as_datetime(record.started + record.duration_s)),
         "duration_s": f"{record.duration_s:.4f}",
         "run_s": f"{record.run_s:.4f}",
+        "write_s": f"{record.write_s:.4f}",
         "process_cpu_s": f"{record.cpu_s:.4f}",
         "error": record.error,
     }

@@ -26,6 +26,7 @@ PROCESSED_COLUMNS = (
     "end_time",
     "duration_s",
     "run_s",
+    "write_s",
     "process_cpu_s",
     "error",
 )

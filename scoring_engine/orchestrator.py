@@ -187,6 +187,7 @@ class Orchestrator:
         self._start_agents(command)
         while True:
             now = time.monotonic()
+            seen = self.ledger.generation
             status, error, log = self.tick(now)
             if status:
                 return self.finish(status, error, log)
@@ -197,7 +198,7 @@ class Orchestrator:
                 on_progress(progress)
                 if should_cancel():
                     return self.finish("canceled", "canceled by request")
-            self.ledger.wait(_PROGRESS_EVERY_S)
+            self.ledger.wait_for_change(seen, _PROGRESS_EVERY_S)
 
     def tick(self, now: float) -> tuple[str, str, str]:
         """One round: expire leases, append ready output, check thresholds.

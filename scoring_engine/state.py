@@ -78,6 +78,9 @@ class Ledger:
         self._items_succeeded = 0
         self._items_failed = 0
         self._stopped = False
+        # Bumped on every change, so a waiter that looked at the ledger can
+        # tell whether anything happened since, without missing a wake-up.
+        self._generation = 0
 
     def claim(self, agent: str, now: float, lease: float | None = None) -> Claim | None:
         """Take the lowest pending mini-batch; None when none is pending."""
@@ -102,7 +105,7 @@ class Ledger:
             self._move(claim.index, entry, BatchState.SUCCEEDED)
             self._items_succeeded += items_succeeded
             self._items_failed += items_failed
-            self._changed.notify_all()
+            self._notify()
             return True
 
     def fail(self, claim: Claim) -> BatchState | None:
@@ -134,7 +137,7 @@ class Ledger:
         """No more claims: the job is ending."""
         with self._changed:
             self._stopped = True
-            self._changed.notify_all()
+            self._notify()
 
     def state(self, index: int) -> BatchState:
         with self._changed:
@@ -152,10 +155,15 @@ class Ledger:
                 items_failed=self._items_failed,
             )
 
-    def wait(self, timeout: float) -> None:
-        """Block until any change (commit, failure, stop) or `timeout` s."""
+    @property
+    def generation(self) -> int:
         with self._changed:
-            self._changed.wait(timeout)
+            return self._generation
+
+    def wait_for_change(self, seen: int, timeout: float) -> None:
+        """Block until the ledger changed after generation `seen`, or `timeout` s."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != seen, timeout)
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block until a mini-batch is pending, or everything is done/stopped.
@@ -181,6 +189,10 @@ class Ledger:
         done = self._counts[BatchState.SUCCEEDED] + self._counts[BatchState.FAILED]
         return self._stopped or done == len(self._entries)
 
+    def _notify(self) -> None:
+        self._generation += 1
+        self._changed.notify_all()
+
     def _owned(self, claim: Claim) -> _Entry | None:
         entry = self._entries[claim.index]
         if entry.state is not BatchState.RUNNING or entry.attempt != claim.attempt:
@@ -203,7 +215,7 @@ class Ledger:
         else:
             self._move(index, entry, BatchState.PENDING)
             self._next_pending = min(self._next_pending, index)
-        self._changed.notify_all()
+        self._notify()
 
     def _advance(self) -> None:
         while self._entries[self._next_pending].state is not BatchState.PENDING:

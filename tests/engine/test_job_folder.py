@@ -11,7 +11,7 @@ from tests.conftest import run_cli, write_deployment
 NODE_LINE = re.compile(
     r"mini-batch (\d+) attempt (\d+) (\w+): node=node-a pid=(\d+) total_items=(\d+)"
     r" succeeded_items=(\d+) failed_items=(\d+) start_time=(\S+) duration_s=([\d.]+)"
-    r" process_cpu_s=([\d.]+) run_s=([\d.]+)"
+    r" process_cpu_s=([\d.]+) run_s=([\d.]+) write_s=([\d.]+)"
 )
 
 
