@@ -95,6 +95,8 @@ STUDIO_ENV_CACHE = env_path("STUDIO_ENV_CACHE", STUDIO_DATA_DIR / "environments"
 STUDIO_NODE_NAME = os.environ.get("STUDIO_NODE_NAME", "")
 STUDIO_MAX_UPLOAD_MB = env_int("STUDIO_MAX_UPLOAD_MB", 1024)
 STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 24 * 3600)
+# An MLflow tracking server or registry to import models from (empty = off).
+STUDIO_MLFLOW_TRACKING_URI = os.environ.get("STUDIO_MLFLOW_TRACKING_URI", "")
 
 DATABASES = {
     "default": {
@@ -120,6 +122,8 @@ LOGIN_REDIRECT_URL = "studio:home"
 LOGOUT_REDIRECT_URL = "login"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# A model or code folder uploaded from the browser arrives as many files.
+DATA_UPLOAD_MAX_NUMBER_FILES = 10000
 
 # django-q2 delivers at least once; tasks claim their row, so a redelivery is a
 # no-op. queue_limit 1 stops long jobs waiting in a worker's prefetch queue from
