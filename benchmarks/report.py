@@ -63,8 +63,7 @@ class Summary:
             ),
             (
                 f"per-mini-batch overhead (median duration-run-write) {limit}",
-                f"{over:.1f} ms (net of the part-CSV write the pool also does:"
-                f" {over - median(self.pool_write_ms):.1f} ms)",
+                f"{over:.1f} ms",
                 over < OVERHEAD_MAX_MS,
             ),
             (f"peak memory <= {MEMORY_MAX}x", f"{memory:.2f}x", memory <= MEMORY_MAX),

@@ -8,11 +8,19 @@ from .services.jobs import execute_job
 
 
 def run_job_task(job_id: int) -> None:
-    """Run one queued job; a redelivered task finds it claimed and returns."""
-    job = Job.objects.select_related(
-        "workspace", "deployment__model", "deployment__environment"
-    ).get(pk=job_id)
-    if not job.claim():
+    """Run one queued job; a redelivered task finds it claimed and returns.
+
+    django-q delivers at least once, so the same task may arrive twice, even
+    at the same moment on two workers: the conditional claim lets one win.
+    """
+    job = (
+        Job.objects.select_related(
+            "workspace", "deployment__model", "deployment__environment"
+        )
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None or not job.claim():
         return
     execute_job(job)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -26,7 +27,15 @@ from .endpoints import deployment_spec
 
 
 def cancel_job(job: Job) -> None:
-    """Cancel a queued job at once; ask a running one to stop."""
+    """Cancel a queued job at once; ask a running one to stop.
+
+    A running job's orchestrator sees the request within about a second,
+    stops its scoring processes and ends the job `canceled`. Raises
+    ValidationError when the job has already ended.
+    """
+    # Conditional updates: a job claimed by a worker between the two is
+    # still caught by the second, and a queued job canceled here is never
+    # claimed, because claiming needs status queued.
     if Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELED,
         finished_at=timezone.now(),
@@ -40,11 +49,47 @@ def cancel_job(job: Job) -> None:
         job.cancel_requested = True
         return
     job.refresh_from_db()
-    raise ValidationError(f"job '{job.name}' already ended ({job.status})")
+    raise ValidationError(
+        f"job '{job.name}' already ended ({job.status}); only queued or running"
+        " jobs can be canceled"
+    )
+
+
+def job_status(job: Job) -> dict[str, Any]:
+    """What a live view shows of a job: status, progress, ETA, the cause on failure."""
+    return {
+        "status": job.status,
+        "terminal": job.is_terminal,
+        "cancel_requested": job.cancel_requested,
+        "percent": job.percent_done,
+        "counts": {
+            "mini_batches_total": job.mini_batches_total,
+            "mini_batches_done": job.mini_batches_done,
+            "mini_batches_succeeded": job.mini_batches_succeeded,
+            "mini_batches_failed": job.mini_batches_failed,
+            "items_succeeded": job.items_succeeded,
+            "items_failed": job.items_failed,
+        },
+        "eta_seconds": _rounded(job.eta_seconds),
+        "duration_seconds": _rounded(job.duration_seconds),
+        "error": job.error,
+        "error_log": job.error_log,
+    }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def execute_job(job: Job) -> None:
     """Run a claimed job through the engine and record how it ended."""
+    if job.deployment is None:
+        job.finish(
+            JobStatus.FAILED,
+            f"deployment revision {job.deployment_label} was deleted before the"
+            " job started",
+        )
+        return
     try:
         input_path = Path(job.input_path) if job.input_path else _fetch_url(job)
         spec = JobSpec(
@@ -57,9 +102,7 @@ def execute_job(job: Job) -> None:
         )
         result = run_job(
             spec,
-            should_cancel=lambda: Job.objects.filter(
-                pk=job.pk, cancel_requested=True
-            ).exists(),
+            should_cancel=lambda: _cancel_requested(job.pk),
             on_progress=lambda progress: _record(job, progress),
         )
     except EngineError as exc:
@@ -76,6 +119,10 @@ def execute_job(job: Job) -> None:
         result.items_failed,
     )
     job.finish(result.status, result.error, result.error_log)
+
+
+def _cancel_requested(job_id: int) -> bool:
+    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
 
 
 def _record(job: Job, progress: Progress) -> None:
