@@ -1,0 +1,1 @@
+"""`manage.py demo`, `manage.py serve` and the other studio commands."""
