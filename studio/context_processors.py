@@ -1,4 +1,4 @@
-"""Template context every page needs: the workspace's area links."""
+"""Template context every page needs: the workspace's area links, job tabs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ WORKSPACE_AREAS = (
     ("Jobs", "studio:job-list"),
 )
 
+JOB_TABS = (
+    ("overview", "Overview", "studio:job-detail"),
+    ("outputs", "Outputs + logs", "studio:job-outputs"),
+    ("metrics", "Metrics", "studio:job-metrics"),
+    ("errors", "Errors", "studio:job-errors"),
+)
+
 
 def workspace_areas(request: HttpRequest) -> dict[str, object]:
-    return {"workspace_areas": WORKSPACE_AREAS}
+    return {"workspace_areas": WORKSPACE_AREAS, "job_tabs": JOB_TABS}

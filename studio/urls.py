@@ -6,13 +6,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from .views import assets, endpoints, jobs, workspaces
+from .views import assets, endpoints, job_files, job_metrics, jobs, workspaces
 
 studio_patterns = [
     *workspaces.urlpatterns,
     *assets.urlpatterns,
     *endpoints.urlpatterns,
     *jobs.urlpatterns,
+    *job_files.urlpatterns,
+    *job_metrics.urlpatterns,
 ]
 
 urlpatterns = [

@@ -80,13 +80,17 @@ def job_list(request: HttpRequest, workspace: str) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, workspace: str, name: str) -> HttpResponse:
     job = get_job_for_user(request.user, workspace, name)
-    context = {
+    context = {**job_page_context(job), "settings_rows": _settings_rows(job)}
+    return render(request, "studio/jobs/detail.html", context)
+
+
+def job_page_context(job: Job) -> dict[str, object]:
+    """What every tab of a job's page needs for its header."""
+    return {
         "workspace": job.workspace,
         "job": job,
-        "settings_rows": _settings_rows(job),
         "can_cancel": can(job.workspace, Role.CONTRIBUTOR) and not job.is_terminal,
     }
-    return render(request, "studio/jobs/detail.html", context)
 
 
 @login_required
