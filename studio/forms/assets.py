@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import PurePosixPath
 from typing import Any
 
 from django import forms
@@ -11,39 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 
 from ..models import DataAsset, ModelAsset
-
-
-class MultipleFileInput(forms.ClearableFileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """Several files from one input; empty files are fine (an empty __init__.py)."""
-
-    def __init__(self, *, folder: bool = False, **kwargs: Any) -> None:
-        attrs = {"webkitdirectory": True} if folder else {}
-        kwargs.setdefault("widget", MultipleFileInput(attrs=attrs))
-        kwargs.setdefault("required", False)
-        super().__init__(allow_empty_file=True, **kwargs)
-
-    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
-        single = super().clean
-        items = data if isinstance(data, (list, tuple)) else [data]
-        return [single(item, initial) for item in items if item]
-
-
-class ServiceErrorsMixin:
-    """Shows a service's ValidationError on the form, by field where it has one."""
-
-    def add_service_error(self, exc: ValidationError) -> None:
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for field, errors in exc.error_dict.items():
-            if field in self.fields:
-                self.add_error(field, errors)
-            else:
-                self.add_error(None, [f"{field}: {m}" for e in errors for m in e])
+from .uploads import MultipleFileField, folder_file_names
 
 
 class UploadMixin:
@@ -63,27 +29,7 @@ class UploadMixin:
         }
 
     def _folder_names(self, folder: list[UploadedFile]) -> list[str]:
-        # The browser's relative paths come in a hidden field, in file order:
-        # Django keeps only the base name of an uploaded file.
-        raw = self.cleaned_data.get("relative_paths") or ""
-        try:
-            paths = json.loads(raw) if raw else []
-        except ValueError:
-            paths = None
-        if not paths or not folder:
-            return [f.name for f in folder]
-        if (
-            not isinstance(paths, list)
-            or len(paths) != len(folder)
-            or any(
-                not isinstance(p, str) or PurePosixPath(p).name != f.name
-                for p, f in zip(paths, folder, strict=False)
-            )
-        ):
-            raise ValidationError(
-                "the folder's file list does not match its files; upload it as a zip"
-            )
-        return paths
+        return folder_file_names(folder, self.cleaned_data.get("relative_paths") or "")
 
 
 def parse_tags(text: str) -> dict[str, str]:
@@ -103,7 +49,7 @@ def _text(required: bool = False, **kwargs: Any) -> forms.CharField:
     return forms.CharField(required=required, strip=True, **kwargs)
 
 
-class _AssetFormBase(ServiceErrorsMixin, forms.Form):
+class _AssetFormBase(forms.Form):
     description = _text(widget=forms.Textarea(attrs={"rows": 2}))
     tags = _text(
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "team=fraud"}),
@@ -125,7 +71,9 @@ class ModelRegisterForm(UploadMixin, _AssetFormBase):
         + list(ModelAsset.Type.choices),
     )
     files = MultipleFileField(help_text="Model files, or one .zip of the folder.")
-    folder = MultipleFileField(folder=True, help_text="A whole model folder.")
+    folder = MultipleFileField(
+        folder=True, paths_field="relative_paths", help_text="A whole model folder."
+    )
     relative_paths = _text(widget=forms.HiddenInput)
     server_path = _text(
         max_length=1024, help_text="A folder (or one file) under an allowed root."
@@ -155,7 +103,11 @@ class DataRegisterForm(UploadMixin, _AssetFormBase):
     name = _text(required=True, max_length=128)
     type = forms.ChoiceField(choices=DataAsset.Type.choices, initial="uri_folder")
     files = MultipleFileField(help_text="Files, or one .zip for a uri_folder.")
-    folder = MultipleFileField(folder=True, help_text="A whole folder (uri_folder).")
+    folder = MultipleFileField(
+        folder=True,
+        paths_field="relative_paths",
+        help_text="A whole folder (uri_folder).",
+    )
     relative_paths = _text(widget=forms.HiddenInput)
     url = _text(
         max_length=2048,
@@ -179,7 +131,7 @@ class DataRegisterForm(UploadMixin, _AssetFormBase):
         }
 
 
-class EnvironmentCreateForm(ServiceErrorsMixin, forms.Form):
+class EnvironmentCreateForm(forms.Form):
     name = _text(required=True, max_length=128)
     python_requirements = _text(
         label="pip requirements",

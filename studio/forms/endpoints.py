@@ -14,6 +14,7 @@ from scoring_engine.config import LOGGING_LEVELS, OUTPUT_ACTIONS, build_settings
 
 from ..models import BatchDeployment, BatchEndpoint, DataAsset, Environment, ModelAsset
 from ..services.endpoints import check_endpoint_name
+from .uploads import MultipleFileField, folder_file_names
 
 # Settings a deployment sets, in the order the form shows them (DESIGN section 1).
 DEPLOYMENT_SETTINGS = (
@@ -58,24 +59,6 @@ SETTING_HELP = {
 }
 
 
-class MultipleFileInput(forms.FileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """Any number of uploaded files, as a list."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", MultipleFileInput())
-        super().__init__(*args, **kwargs)
-
-    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
-        if not data:
-            return []
-        files = data if isinstance(data, list | tuple) else [data]
-        return [super(MultipleFileField, self).clean(f, initial) for f in files]
-
-
 def parse_key_values(text: str, field: str) -> dict[str, str]:
     """`KEY=VALUE` lines to a mapping; blank lines and `#` comments are skipped."""
     result: dict[str, str] = {}
@@ -99,13 +82,6 @@ def check_setting(name: str, value: Any) -> Any:
     except SpecError as exc:
         raise ValidationError(str(exc)) from exc
     return value
-
-
-def show_service_errors(form: forms.Form, error: ValidationError) -> None:
-    """Attach a service's ValidationError to the fields it names, else the form."""
-    errors = getattr(error, "error_dict", None) or {None: error.error_list}
-    for field, messages in errors.items():
-        form.add_error(field if field in form.fields else None, messages)
 
 
 def _reference_choices(model: type, workspace: Any, blank: str) -> list[tuple]:
@@ -181,9 +157,7 @@ class DeploymentForm(forms.Form):
     description = forms.CharField(required=False, widget=_short_textarea())
     model = forms.CharField(help_text="A registered model: name:version or @latest.")
     code_files = MultipleFileField(
-        required=False,
-        label="Code folder",
-        widget=MultipleFileInput(attrs={"webkitdirectory": True}),
+        folder=True, paths_field="code_relative_paths", label="Code folder"
     )
     code_relative_paths = forms.CharField(required=False, widget=forms.HiddenInput)
     code_zip = forms.FileField(
@@ -209,6 +183,8 @@ class DeploymentForm(forms.Form):
     def __init__(self, *args: Any, endpoint: BatchEndpoint, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         workspace = endpoint.workspace
+        for name in ("code_files", "code_zip", "code_path"):
+            self.fields[name].widget.attrs["data-unchecks"] = "id_keep_code"
         self.fields["model"].widget = forms.Select(
             choices=_reference_choices(ModelAsset, workspace, "Choose a model")
         )
@@ -262,9 +238,9 @@ class DeploymentForm(forms.Form):
         file's webkitRelativePath alongside, so sub-folders survive.
         """
         files = self.cleaned_data["code_files"]
-        paths = self.cleaned_data["code_relative_paths"].splitlines()
         if files:
-            return files, paths if len(paths) == len(files) else None
+            raw = self.cleaned_data["code_relative_paths"]
+            return files, folder_file_names(files, raw)
         zipped = self.cleaned_data["code_zip"]
         return ([zipped] if zipped else []), None
 

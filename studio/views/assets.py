@@ -26,6 +26,7 @@ from ..access import (
     get_model_for_user,
     get_workspace_for_user,
 )
+from ..forms import show_service_errors
 from ..forms.assets import DataRegisterForm, EnvironmentCreateForm, ModelRegisterForm
 from ..models import DataAsset, Environment, ModelAsset, Role, Workspace
 from ..models.assets import VersionedAsset
@@ -161,7 +162,7 @@ def _register(
         try:
             asset = service(ws, request.user, **form.service_arguments())
         except ValidationError as exc:
-            form.add_service_error(exc)
+            show_service_errors(form, exc)
         else:
             messages.success(request, f"Registered {asset}.")
             return redirect(asset)

@@ -15,13 +15,13 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from ..access import can, get_endpoint_for_user, get_workspace_for_user
+from ..forms import show_service_errors
 from ..forms.endpoints import (
     DeploymentForm,
     EndpointForm,
     InvokeForm,
     SetDefaultForm,
     setting_initial,
-    show_service_errors,
 )
 from ..models import BatchDeployment, BatchEndpoint, Job, Role, Workspace
 from ..services.endpoints import (

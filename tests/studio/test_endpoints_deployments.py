@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -245,7 +246,9 @@ def test_it_keeps_the_sub_folders_of_an_uploaded_code_folder(cast, endpoint):
             name="blue",
             model=str(model),
             code_files=files,
-            code_relative_paths="project/score.py\nproject/lib/helpers.py",
+            code_relative_paths=json.dumps(
+                ["project/score.py", "project/lib/helpers.py"]
+            ),
             scoring_script="score.py",
             environment=str(env),
         ),
