@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import zipfile
 from pathlib import Path
 
@@ -40,3 +41,13 @@ def make_wheel(
         for path, text in files.items():
             archive.writestr(path, text)
     return wheel
+
+
+def zip_of(folder: Path, top: str = "model") -> bytes:
+    """The folder zipped under one top folder, as a user's zip tool makes it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +19,7 @@ from studio.services.assets import register_model
 from studio.services.endpoints import create_deployment, create_endpoint
 from studio.tasks import run_job_task
 from tests.e2e.conftest import ARTIFACTS, log_in
+from tests.factories import zip_of
 from tests.studio.conftest import PASSWORD, Cast
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +35,6 @@ def mlflow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_sklearn_model(
         tmp_path_factory.mktemp("mlflow") / "model", n_estimators=2
     )
-
-
-def zip_folder(folder: Path, archive: Path) -> Path:
-    """The folder zipped as its own top folder, as a user's zip tool does."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                relative = path.relative_to(folder).as_posix()
-                zipped.write(path, f"{folder.name}/{relative}")
-    return archive
 
 
 def field(label: str) -> re.Pattern[str]:
@@ -88,7 +78,7 @@ def test_it_registers_deploys_invokes_and_follows_a_job(
     page.get_by_role("link", name="Register model").click()
     page.get_by_label(field("Name")).fill("clf")
     page.get_by_label(field("Files")).set_input_files(
-        zip_folder(mlflow_model, tmp_path / "model.zip")
+        write_zip(mlflow_model, tmp_path / "model.zip")
     )
     page.get_by_role("button", name="Register", exact=True).click()
 
@@ -202,3 +192,8 @@ def test_a_reader_sees_the_endpoint_but_cannot_invoke_it(
     response = page.goto(invoke_url)
     assert response is not None and response.status == 403
     assert Job.objects.count() == 0
+
+
+def write_zip(folder: Path, archive: Path) -> Path:
+    archive.write_bytes(zip_of(folder, folder.name))
+    return archive

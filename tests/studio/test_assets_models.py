@@ -17,6 +17,7 @@ from django.urls import reverse
 from studio.models import ModelAsset
 from studio.samples import save_sklearn_model
 from studio.services.assets import register_model
+from tests.factories import zip_of
 
 ROLES = [
     ("owner", 200),
@@ -32,15 +33,6 @@ def mlflow_model(tmp_path_factory) -> Path:
     return save_sklearn_model(
         tmp_path_factory.mktemp("mlflow") / "model", n_estimators=2
     )
-
-
-def zip_of(folder: Path, top: str = "model") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"{top}/{path.relative_to(folder).as_posix()}")
-    return buffer.getvalue()
 
 
 def model_zip(folder: Path, name: str = "model.zip") -> SimpleUploadedFile:

@@ -15,15 +15,16 @@ import pandas as pd
 import psutil
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from django_q.conf import Conf
 from django_q.models import Success
 
 from studio.models import Job, JobStatus
 from studio.samples import save_sklearn_model, write_feature_csvs
-from studio.services.assets import register_data, register_model
 from studio.services.endpoints import create_deployment, create_endpoint
-from studio.services.invoke import invoke
 from tests.conftest import REPO
+from tests.factories import zip_of
 from tests.studio.test_jobs_support import file_database, wait_for  # noqa: F401
 
 FILES, ROWS = 4, 25
@@ -93,17 +94,14 @@ def descendants(pid: int) -> dict[int, tuple[int, str]]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("file_database")
 def test_a_real_cluster_runs_an_invoked_mlflow_job(cast, tmp_path, monkeypatch):
-    server = Path(settings.STUDIO_ALLOWED_ROOTS[0])
-    model_dir = save_sklearn_model(server / "model", n_estimators=5)
-    files = write_feature_csvs(server / "features", n_files=FILES, rows=ROWS)
-    register_model(cast.workspace, cast.owner, name="clf", server_path=str(model_dir))
-    register_data(
-        cast.workspace,
-        cast.owner,
-        name="features",
-        data_type="uri_folder",
-        server_path=str(server / "features"),
+    model_dir = save_sklearn_model(tmp_path / "model", n_estimators=5)
+    files = write_feature_csvs(tmp_path / "features", n_files=FILES, rows=ROWS)
+    owner = cast.client("owner")
+    registered = owner.post(
+        reverse("studio:model-register", args=["team"]),
+        {"name": "clf", "files": SimpleUploadedFile("clf.zip", zip_of(model_dir))},
     )
+    assert registered.status_code == 302, registered.content.decode()
     endpoint = create_endpoint(cast.workspace, cast.owner, name="scorer")
     create_deployment(
         endpoint,
@@ -121,7 +119,13 @@ def test_a_real_cluster_runs_an_invoked_mlflow_job(cast, tmp_path, monkeypatch):
     log = tmp_path / "qcluster.log"
 
     with qcluster(tmp_path, log) as cluster:
-        job = invoke(endpoint, cast.contributor, data_asset="features:1")
+        uploads = [SimpleUploadedFile(f.name, f.read_bytes()) for f in files]
+        invoked = cast.client("contributor").post(
+            reverse("studio:endpoint-invoke", args=["team", "scorer"]),
+            {"input_files": uploads},
+        )
+        assert invoked.status_code == 302, invoked.content.decode()
+        job = Job.objects.get()
         seen: dict[int, tuple[int, str]] = {}
 
         def job_ended() -> bool:
