@@ -210,18 +210,24 @@ class Agent:
             reason = host.exit_description()
             host.close()
             stderr_path = folder.user_stderr(self.node, self.process)
-            raise ScriptError(
+            error = ScriptError(
                 f"the scoring process stopped during init(): {reason}",
                 hint=f"see {folder.relative(stderr_path)}",
             )
-        if message["kind"] == protocol.INIT_FAILED:
+        elif message["kind"] == protocol.INIT_FAILED:
             host.kill()
             self.error_log.write(f"init() failed:\n{message['traceback']}")
-            raise ScriptError(
+            error = ScriptError(
                 f"{self.command.script.name}: {message['error']}",
                 hint=f"see {folder.relative(self.error_log.path)}",
             )
-        return host
+        else:
+            return host
+        self.note_error(
+            f"init() on {self.process}: {error.message}",
+            error.hint.removeprefix("see "),
+        )
+        raise error
 
     @property
     def error_log(self) -> LogFile:

@@ -69,3 +69,4 @@ def test_init_that_raises_fails_the_job_with_the_traceback(tmp_path, text_inputs
     trace = run.read(look_at.removeprefix("Look at: "))
     assert 'raise FileNotFoundError("model.pkl not found' in trace
     assert "Status: failed" in run.read("logs/job_progress_overview.txt")
+    assert "init() on process00" in run.read("logs/user/error.txt")
