@@ -235,6 +235,10 @@ def test_it_shows_the_cause_of_a_failure_and_the_log_to_open(cast):
     text = response.content.decode()
     assert "init() failed: FileNotFoundError: model.pkl not found" in text
     assert "<code>logs/user/error/node-a/process000.txt</code>" in text
+    opens_the_log = (
+        f'{job_url("job-outputs", job)}?path=logs/user/error/node-a/process000.txt"'
+    )
+    assert opens_the_log in text
     assert "data-job-status-url" not in text
 
 
