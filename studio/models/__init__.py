@@ -5,9 +5,11 @@ from __future__ import annotations
 from .assets import DataAsset, Environment, ModelAsset
 from .endpoints import BatchDeployment, BatchEndpoint, EndpointState
 from .jobs import Job, JobStatus
+from .tokens import ApiToken
 from .workspace import Membership, Role, Workspace
 
 __all__ = [
+    "ApiToken",
     "BatchDeployment",
     "BatchEndpoint",
     "DataAsset",
