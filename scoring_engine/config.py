@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ def _number(key: str, value: Any, minimum_exclusive: float | None) -> float:
         number = float(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):
         number = None
-    if number is None or number != number or number < 0:
+    if number is None or not math.isfinite(number) or number < 0:
         raise SpecError(f"{key}: must be a number of seconds >= 0, not {value!r}")
     if minimum_exclusive is not None and number <= minimum_exclusive:
         raise SpecError(f"{key}: must be a number of seconds > 0, not {value!r}")

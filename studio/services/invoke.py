@@ -210,10 +210,23 @@ def _output_location(workspace_name: str, job_name: str, output_path: str) -> Pa
                     f" outputs/{job_name}"
                 }  # fmt: skip
             )
+        if any(len(part.encode()) > 255 for part in pure.parts):
+            raise ValidationError(
+                {
+                    "output_path": "each folder name in output_path must be at most"
+                    " 255 bytes"
+                }  # fmt: skip
+            )
         location, shown = root.joinpath(*pure.parts), pure.as_posix()
     else:
         location, shown = root / "jobs" / job_name, f"jobs/{job_name}"
-    if location.exists():
+    try:
+        exists = location.exists()
+    except OSError as exc:
+        raise ValidationError(
+            {"output_path": f"cannot use output location {shown}: {exc.strerror}"}
+        ) from None
+    if exists:
         raise _location_exists(shown)
     return location
 

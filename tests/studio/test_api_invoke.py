@@ -136,6 +136,16 @@ def test_a_reader_learns_the_role_needed(cast, endpoint):
             "deployment_name",
             "batch deployment 'green' not found on endpoint 'scorer'",
         ),
+        (
+            {"data_asset": "inputs:1", "output_path": "x" * 300},
+            "output_path",
+            "each folder name in output_path must be at most 255 bytes",
+        ),
+        (
+            {"data_asset": "inputs:1", "overrides": {"timeout": "inf"}},
+            "timeout",
+            "timeout: must be a number of seconds >= 0, not 'inf'",
+        ),
     ],
 )
 def test_it_refuses_bad_invocations_with_400_and_nothing_started(
