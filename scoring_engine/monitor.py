@@ -6,7 +6,7 @@ import csv
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ DISK_COLUMNS = (
 PROCESS_COLUMNS = (
     "timestamp",
     "pid",
+    "process",
     "ppid",
     "name",
     "cpu_pct",
@@ -96,7 +97,7 @@ class ResourceMonitor:
         self,
         perf_dir: Path,
         interval: float,
-        watched_pids: Callable[[], Iterable[int]],
+        watched_pids: Callable[[], Mapping[int, str] | Iterable[int]],
         disk_path: Path,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -170,11 +171,16 @@ class ResourceMonitor:
                 DISK_COLUMNS,
                 [_disk_row(timestamp, self.disk_path)],
             )
-            watched = _with_descendants(self.watched_pids(), processes)
+            roots = self.watched_pids()
+            labels = dict(roots) if isinstance(roots, Mapping) else {}
+            watched = _with_descendants(roots, processes, labels)
             _append_row(
                 self.perf_dir / PROCESSES_FILE,
                 PROCESS_COLUMNS,
-                [_process_row(timestamp, processes[pid]) for pid in sorted(watched)],
+                [
+                    _process_row(timestamp, processes[pid], labels.get(pid, ""))
+                    for pid in sorted(watched)
+                ],
             )
             self._write_snapshot(now, processes)
 
@@ -303,9 +309,12 @@ def _process_info(pid: int, attrs: dict[str, Any], first: bool) -> _ProcessInfo:
 
 
 def _with_descendants(
-    roots: Iterable[int], processes: dict[int, _ProcessInfo]
+    roots: Iterable[int], processes: dict[int, _ProcessInfo], labels: dict[int, str]
 ) -> set[int]:
-    """The watched pids still alive plus all their descendants."""
+    """The watched pids still alive plus all their descendants.
+
+    A descendant takes its watched ancestor's label (in `labels`, updated).
+    """
     children: dict[int, list[int]] = {}
     for info in processes.values():
         if info.ppid is not None:
@@ -319,14 +328,17 @@ def _with_descendants(
         if pid in found:
             continue
         found.add(pid)
-        pending.extend(children.get(pid, ()))
+        for child in children.get(pid, ()):
+            labels.setdefault(child, labels.get(pid, ""))
+            pending.append(child)
     return found
 
 
-def _process_row(timestamp: str, info: _ProcessInfo) -> list[object]:
+def _process_row(timestamp: str, info: _ProcessInfo, label: str) -> list[object]:
     return [
         timestamp,
         info.pid,
+        label,
         "" if info.ppid is None else info.ppid,
         info.name,
         _round(info.cpu_pct),

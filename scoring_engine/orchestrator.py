@@ -294,7 +294,7 @@ class Orchestrator:
         self.monitor = ResourceMonitor(
             self.folder.perf_dir(self.spec.node),
             settings.resource_monitor_interval,
-            watched_pids=lambda: [a.pid for a in self.agents if a.pid],
+            watched_pids=lambda: {a.pid: a.process for a in self.agents if a.pid},
             disk_path=self.folder.root,
         )
         self.monitor.start()

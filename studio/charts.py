@@ -110,8 +110,12 @@ def process_chart(
     for n in perf:
         for row in n.processes:
             pid = row["pid"]
-            label = names.get((n.node, pid)) or _safe(
-                f"{n.node} pid {pid} ({row['name']})"
+            process = row.get("process")
+            label = (
+                _safe(f"{n.node}/{process}")
+                if process
+                else names.get((n.node, pid))
+                or _safe(f"{n.node} pid {pid} ({row['name']})")
             )
             series[label].append(row)
     labels = sorted(series)

@@ -203,6 +203,21 @@ def test_watched_processes_and_their_children_are_sampled(
     assert busy_cpu > 0
 
 
+def test_named_scoring_processes_lend_their_name_to_their_children(
+    tmp_path: Path, busy_tree: tuple[subprocess.Popen[str], int]
+) -> None:
+    parent_pid, child_pid = busy_tree[0].pid, busy_tree[1]
+    monitor = make_monitor(tmp_path, pids=lambda: {parent_pid: "process003"})
+
+    monitor.sample()
+
+    rows = read_rows(monitor.perf_dir / "processes_resource_usage.csv", PROCESS_COLUMNS)
+    assert {(int(r["pid"]), r["process"]) for r in rows} == {
+        (parent_pid, "process003"),
+        (child_pid, "process003"),
+    }
+
+
 @pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid")
 def test_exited_and_zombie_pids_are_tolerated(tmp_path: Path) -> None:
     exited = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -108,7 +108,8 @@ def write_day_of_samples(perf_dir: Path, seconds: int = DAY) -> None:
         perf_dir / "processes_resource_usage.csv",
         PROCESS_COLUMNS,
         (
-            f"{t},{pid},4000,python,99.5,{120 + s % 7},1,{CMDLINE[:200]}"
+            f"{t},{pid},process{pid % 1000:03d},4000,python,99.5,{120 + s % 7},1,"
+            f"{CMDLINE[:200]}"
             for s, t in enumerate(stamps)
             for pid in DAY_PIDS
         ),
@@ -216,7 +217,7 @@ def test_it_reads_fewer_samples_when_each_holds_many_processes(tmp_path):
         path,
         PROCESS_COLUMNS,
         (
-            f"2026-01-01T00:{s // 60:02d}:{s % 60:02d}.000+00:00,{pid},1,python,"
+            f"2026-01-01T00:{s // 60:02d}:{s % 60:02d}.000+00:00,{pid},,1,python,"
             f"50.0,100.0,1,{CMDLINE[:200]}"
             for s in range(900)
             for pid in pids
