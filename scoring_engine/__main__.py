@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--name", default=None, help="job name (default: random)")
     run.add_argument("--node-name", default=None, help="node name in log paths")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the unfinished job in --job-dir: committed mini-batches"
+        " are kept, the rest run",
+    )
     return parser
 
 
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             input_mode=args.input_type,
             input_glob=args.glob,
         )
-        result = run_job(spec)
+        result = run_job(spec, resume=args.resume)
     except EngineError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -367,7 +367,7 @@ class Agent:
     def _log_attempt(self, record: AttemptRecord) -> None:
         if self._node_log is None:
             self._node_log = LogFile(self.folder.node_log(self.node, self.process))
-        status = record.outcome or "stale"
+        status = record.outcome or "not counted"
         self._node_log.write(
             f"mini-batch {record.index} attempt {record.attempt} {status}:"
             f" node={self.node} pid={record.pid} total_items={record.total_items}"
@@ -384,7 +384,7 @@ def processed_row(node: str, record: AttemptRecord) -> dict[str, object]:
     return {
         "mini_batch": record.index,
         "attempt": record.attempt,
-        "status": record.outcome or "stale",
+        "status": record.outcome or "not counted",
         "node": node,
         "process": record.process,
         "pid": record.pid,

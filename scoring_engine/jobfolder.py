@@ -170,6 +170,19 @@ class JobFolder:
     def user_error_summary(self) -> Path:
         return self.logs_dir / "user" / "error.txt"
 
+    @classmethod
+    def reopen(cls, root: Path) -> JobFolder:
+        """An existing job folder, to resume the job it holds."""
+        folder = cls(root)
+        if not folder.root.is_dir():
+            raise JobFolderError(f"job folder {folder.root} does not exist")
+        folder.parts_dir.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / ".state" / "checkpoint.json"
+
     @property
     def parts_dir(self) -> Path:
         """Published per-mini-batch output parts; hidden engine state."""

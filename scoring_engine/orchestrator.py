@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .agent import (
     Agent,
@@ -17,6 +18,7 @@ from .agent import (
     processed_row,
     start_agent_threads,
 )
+from .checkpoint import Checkpoint
 from .config import Settings
 from .deployment import DeploymentSpec
 from .environments import prepare_python
@@ -110,17 +112,31 @@ def run_job(
     *,
     should_cancel: Callable[[], bool] = lambda: False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
+    resume: bool = False,
 ) -> JobResult:
     """Run one job to its end and write its whole job folder.
 
+    With `resume`, the job folder of an earlier, unfinished run is reused:
+    mini-batches already committed to the output are kept, the rest run.
     `should_cancel` and `on_progress` are called about once a second from
     this thread. Raises SpecError, InputError or JobFolderError before
     anything starts; every later failure is written to the job folder and
     returned as a failed JobResult.
     """
     batches = plan_job(spec)
-    folder = JobFolder.create(spec.job_dir)
-    orchestrator = Orchestrator(spec, folder, batches)
+    size = str(spec.settings.mini_batch_size)
+    if resume:
+        folder = JobFolder.reopen(spec.job_dir)
+        checkpoint = Checkpoint.load(folder.checkpoint)
+        checkpoint.check_matches(len(batches), size)
+        # Parts not yet in the output are re-run: their counts were not kept.
+        for stale in folder.parts_dir.iterdir():
+            stale.unlink()
+    else:
+        folder = JobFolder.create(spec.job_dir)
+        checkpoint = Checkpoint(total=len(batches), mini_batch_size=size)
+        checkpoint.save(folder.checkpoint)
+    orchestrator = Orchestrator(spec, folder, batches, checkpoint)
     return orchestrator.run(should_cancel, on_progress)
 
 
@@ -128,7 +144,11 @@ class Orchestrator:
     """Drives one job: `tick()` does one round of bookkeeping and says if it did any."""
 
     def __init__(
-        self, spec: JobSpec, folder: JobFolder, batches: Sequence[MiniBatch]
+        self,
+        spec: JobSpec,
+        folder: JobFolder,
+        batches: Sequence[MiniBatch],
+        checkpoint: Checkpoint,
     ) -> None:
         self.spec = spec
         self.folder = folder
@@ -147,9 +167,13 @@ class Orchestrator:
         self.first_error = ("", "")
         self.fatal: tuple[str, str] | None = None
         self._lock = threading.Lock()
-        self._assembled = 0
-        self._header_written = False
-        self._output = None
+        self.checkpoint = checkpoint
+        self.ledger.restore(
+            checkpoint.next_index,
+            checkpoint.failed,
+            (checkpoint.items_succeeded, checkpoint.items_failed),
+        )
+        self._output = self._open_output()
         self._last_progress = 0.0
 
     @property
@@ -310,11 +334,11 @@ class Orchestrator:
         self.processed.append(processed_row(self.spec.node, record))
         what = f"mini-batch {record.index} attempt {record.attempt} on {record.process}"
         if record.error:
-            retry = (
-                "will retry"
-                if record.outcome is BatchState.PENDING
-                else "no tries left"
-            )
+            retry = {
+                BatchState.PENDING: "will retry",
+                BatchState.FAILED: "no tries left",
+                None: "cut short by the job's end, not counted",
+            }[record.outcome]
             self.master.write(f"{what} failed ({retry}): {record.error}")
         else:
             self.master.write(
@@ -362,29 +386,50 @@ class Orchestrator:
             )
         return ""
 
-    def _assemble(self) -> None:
-        """Append every finished mini-batch's part, in input order, exactly once."""
+    def _open_output(self) -> BinaryIO | None:
+        """The output file, cut back to what the checkpoint says is committed."""
         path = self.output_path
-        while self._assembled < len(self.batches):
-            state = self.ledger.state(self._assembled)
-            if state not in (BatchState.SUCCEEDED, BatchState.FAILED):
-                return
-            part = self.folder.part_file(self._assembled)
-            if path is not None and state is BatchState.SUCCEEDED:
-                self._append_part(path, part)
-            self._assembled += 1
+        if path is None:
+            return None
+        output = open(path, "ab")  # noqa: SIM115 - open for the whole job
+        output.truncate(self.checkpoint.output_bytes)
+        output.seek(self.checkpoint.output_bytes)
+        return output
 
-    def _append_part(self, path: Path, part: Path) -> None:
-        if self._output is None:
-            self._output = open(path, "ab")  # noqa: SIM115 - open for the whole job
+    def _assemble(self) -> None:
+        """Append every finished mini-batch's part, in input order, exactly once.
+
+        The checkpoint is saved after the parts are appended, so a crash in
+        between re-runs those mini-batches and their rows are cut off first.
+        """
+        checkpoint, advanced = self.checkpoint, False
+        while checkpoint.next_index < len(self.batches):
+            index = checkpoint.next_index
+            state, succeeded, failed = self.ledger.outcome(index)
+            if state not in (BatchState.SUCCEEDED, BatchState.FAILED):
+                break
+            if self._output is not None and state is BatchState.SUCCEEDED:
+                self._append_part(self.folder.part_file(index))
+            checkpoint.failed += state is BatchState.FAILED
+            checkpoint.items_succeeded += succeeded
+            checkpoint.items_failed += failed
+            checkpoint.next_index += 1
+            advanced = True
+        if advanced:
+            if self._output is not None:
+                self._output.flush()
+                checkpoint.output_bytes = self._output.tell()
+            checkpoint.save(self.folder.checkpoint)
+
+    def _append_part(self, part: Path) -> None:
+        output, checkpoint = self._output, self.checkpoint
         with open(part, "rb") as source:
             header = source.readline()
-            if header.strip() and not self._header_written:
-                self._output.write(header)
-            if header.strip() or not self._header_written:
-                self._header_written = True
-            shutil.copyfileobj(source, self._output, 1 << 20)
-        self._output.flush()
+            if header.strip() and not checkpoint.header_written:
+                output.write(header)
+            if header.strip() or not checkpoint.header_written:
+                checkpoint.header_written = True
+            shutil.copyfileobj(source, output, 1 << 20)
         part.unlink()
 
     def _log_start(self) -> None:
@@ -396,6 +441,11 @@ class Orchestrator:
         )
         for key, value in settings.as_dict().items():
             self.driver.write(f"setting {key} = {value}")
+        if self.checkpoint.next_index:
+            self.driver.write(
+                f"Resuming: mini-batches 0-{self.checkpoint.next_index - 1} of"
+                f" {len(self.batches)} were committed by an earlier run"
+            )
         self.master.write(
             f"Created {len(self.batches)} mini-batches of up to"
             f" {settings.mini_batch_size} from {items} items"

@@ -58,6 +58,8 @@ class _Entry:
     attempt: int = 0
     agent: str = ""
     deadline: float | None = None
+    items_succeeded: int = 0
+    items_failed: int = 0
 
 
 class Ledger:
@@ -103,6 +105,7 @@ class Ledger:
             if entry is None:
                 return False
             self._move(claim.index, entry, BatchState.SUCCEEDED)
+            entry.items_succeeded, entry.items_failed = items_succeeded, items_failed
             self._items_succeeded += items_succeeded
             self._items_failed += items_failed
             self._notify()
@@ -111,11 +114,13 @@ class Ledger:
     def fail(self, claim: Claim) -> BatchState | None:
         """Record a failed attempt; returns PENDING (will retry) or FAILED.
 
-        None when the claim went stale.
+        None when the claim went stale, or the job is ending: an attempt cut
+        short by the job's own stop is not the mini-batch's fault, and a
+        resumed job runs it again.
         """
         with self._changed:
             entry = self._owned(claim)
-            if entry is None:
+            if entry is None or self._stopped:
                 return None
             self._fail_attempt(claim.index, entry)
             return entry.state
@@ -142,6 +147,26 @@ class Ledger:
     def state(self, index: int) -> BatchState:
         with self._changed:
             return self._entries[index].state
+
+    def outcome(self, index: int) -> tuple[BatchState, int, int]:
+        """(state, items succeeded, items failed) of one mini-batch."""
+        with self._changed:
+            entry = self._entries[index]
+            return entry.state, entry.items_succeeded, entry.items_failed
+
+    def restore(self, done: int, failed: int, items: tuple[int, int]) -> None:
+        """Take mini-batches 0..done-1 as finished by an earlier run of the job.
+
+        `failed` of them failed for good; `items` is (succeeded, failed) over
+        them. Which ones failed no longer matters: their output is written.
+        """
+        with self._changed:
+            for index in range(done):
+                self._move(index, self._entries[index], BatchState.SUCCEEDED)
+            self._counts[BatchState.SUCCEEDED] -= failed
+            self._counts[BatchState.FAILED] += failed
+            self._items_succeeded, self._items_failed = items
+            self._notify()
 
     def progress(self) -> Progress:
         with self._changed:
@@ -211,6 +236,7 @@ class Ledger:
     def _fail_attempt(self, index: int, entry: _Entry) -> None:
         if entry.attempt >= self._tries:
             self._move(index, entry, BatchState.FAILED)
+            entry.items_failed = entry.item_count
             self._items_failed += entry.item_count
         else:
             self._move(index, entry, BatchState.PENDING)

@@ -61,3 +61,25 @@ def test_wait_for_work_says_no_once_stopped():
     assert ledger.wait_for_work(timeout=0.01) is False
     ledger.stop()
     assert ledger.closed and ledger.claim("b", 0) is None
+
+
+def test_an_attempt_cut_short_by_the_jobs_end_is_not_counted():
+    ledger = Ledger([1, 1], tries=1)
+    claim = ledger.claim("a", 0)
+
+    ledger.stop()
+
+    assert ledger.fail(claim) is None
+    assert ledger.state(0) is BatchState.RUNNING
+    assert ledger.progress().failed == 0
+
+
+def test_restore_takes_the_committed_prefix_of_an_earlier_run():
+    ledger = Ledger([2, 2, 2, 2], tries=1)
+
+    ledger.restore(3, failed=1, items=(4, 2))
+
+    progress = ledger.progress()
+    assert (progress.succeeded, progress.failed, progress.pending) == (2, 1, 1)
+    assert (progress.items_succeeded, progress.items_failed) == (4, 2)
+    assert ledger.claim("a", 0).index == 3
