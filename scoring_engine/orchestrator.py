@@ -9,7 +9,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from .agent import (
     Agent,
@@ -32,6 +31,7 @@ from .jobfolder import (
     write_atomic,
 )
 from .monitor import ResourceMonitor
+from .output import OrderedOutput
 from .partition import MiniBatch, list_input_files, partition_files, partition_tabular
 from .state import BatchState, Ledger, Progress
 
@@ -173,7 +173,9 @@ class Orchestrator:
             checkpoint.failed,
             (checkpoint.items_succeeded, checkpoint.items_failed),
         )
-        self._output = self._open_output()
+        self.output = OrderedOutput(
+            self.output_path, folder, checkpoint, self.ledger, len(batches)
+        )
         self._last_progress = 0.0
 
     @property
@@ -230,7 +232,7 @@ class Orchestrator:
         Returns (final status, cause, log) once the job must end, else ("", "", "").
         """
         self.ledger.expire(now)
-        self._assemble()
+        self.output.assemble()
         progress = self.ledger.progress()
         if self.fatal:
             return ("failed", *self.fatal)
@@ -253,9 +255,8 @@ class Orchestrator:
                     agent.host.terminate()
         for thread in self.threads:
             thread.join(timeout=30)
-        self._assemble()
-        if self._output is not None:
-            self._output.close()
+        self.output.assemble()
+        self.output.close()
         if status == "completed":
             shutil.rmtree(self.folder.parts_dir.parent, ignore_errors=True)
         progress = self.ledger.progress()
@@ -386,52 +387,6 @@ class Orchestrator:
             )
         return ""
 
-    def _open_output(self) -> BinaryIO | None:
-        """The output file, cut back to what the checkpoint says is committed."""
-        path = self.output_path
-        if path is None:
-            return None
-        output = open(path, "ab")  # noqa: SIM115 - open for the whole job
-        output.truncate(self.checkpoint.output_bytes)
-        output.seek(self.checkpoint.output_bytes)
-        return output
-
-    def _assemble(self) -> None:
-        """Append every finished mini-batch's part, in input order, exactly once.
-
-        The checkpoint is saved after the parts are appended, so a crash in
-        between re-runs those mini-batches and their rows are cut off first.
-        """
-        checkpoint, advanced = self.checkpoint, False
-        while checkpoint.next_index < len(self.batches):
-            index = checkpoint.next_index
-            state, succeeded, failed = self.ledger.outcome(index)
-            if state not in (BatchState.SUCCEEDED, BatchState.FAILED):
-                break
-            if self._output is not None and state is BatchState.SUCCEEDED:
-                self._append_part(self.folder.part_file(index))
-            checkpoint.failed += state is BatchState.FAILED
-            checkpoint.items_succeeded += succeeded
-            checkpoint.items_failed += failed
-            checkpoint.next_index += 1
-            advanced = True
-        if advanced:
-            if self._output is not None:
-                self._output.flush()
-                checkpoint.output_bytes = self._output.tell()
-            checkpoint.save(self.folder.checkpoint)
-
-    def _append_part(self, part: Path) -> None:
-        output, checkpoint = self._output, self.checkpoint
-        with open(part, "rb") as source:
-            header = source.readline()
-            if header.strip() and not checkpoint.header_written:
-                output.write(header)
-            if header.strip() or not checkpoint.header_written:
-                checkpoint.header_written = True
-            shutil.copyfileobj(source, output, 1 << 20)
-        part.unlink()
-
     def _log_start(self) -> None:
         spec, settings = self.spec, self.spec.settings
         items = sum(b.item_count for b in self.batches)
@@ -507,7 +462,3 @@ def script_arguments(settings: Settings) -> tuple[str, ...]:
         "--instance_count", str(settings.instance_count),
         "--max_concurrency_per_instance", str(settings.max_concurrency_per_instance),
     )  # fmt: skip
-
-
-def list_files_for(spec: JobSpec) -> list[Path]:
-    return list_input_files(spec.input_path, spec.input_glob)

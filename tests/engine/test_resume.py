@@ -58,7 +58,7 @@ def test_a_failed_job_resumes_and_runs_only_what_it_had_not_committed(
     committed = [i for i in range(3) if before[i]]
     assert all(after[i] == before[i] for i in committed), "committed work re-ran"
     driver = resumed.read("azureml-logs/70_driver_log.txt")
-    assert re.search(r"Resuming: mini-batches 0-[34] of 6 were committed", driver)
+    assert re.search(r"Resuming: mini-batches 0-[3-5] of 6 were committed", driver)
 
 
 def test_a_killed_job_resumes_with_every_row_exactly_once(tmp_path, text_inputs):
