@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -36,6 +38,46 @@ def env_path(name: str, default: Path) -> Path:
 def env_paths(name: str) -> list[Path]:
     """A list of folders separated by the OS path separator (":")."""
     return [Path(p).resolve() for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
+def env_database(name: str, default: dict[str, Any]) -> dict[str, Any]:
+    """The default database from a postgres:// URL; unset or empty = `default`.
+
+    `postgres://user:password@host:5432/name?sslmode=require` (or postgresql://):
+    user, password and name may be %-quoted; query parameters go to libpq.
+    Errors never repeat the URL: it may hold a password.
+    """
+    url = os.environ.get(name, "")
+    if not url:
+        return default
+    refused = ImproperlyConfigured(
+        f"{name} must look like postgres://user:password@host:5432/name"
+    )
+    parts = urlsplit(url)
+    database = unquote(parts.path.removeprefix("/"))
+    if parts.scheme not in ("postgres", "postgresql") or not database:
+        raise refused
+    try:
+        port = parts.port
+    except ValueError:  # not a number from 0 to 65535
+        raise refused from None
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": database,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(port or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+def env_redis_url(name: str) -> str:
+    """A redis://, rediss:// or unix:// URL for django-q2's broker; "" if unset."""
+    url = os.environ.get(name, "")
+    if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(f"{name} must look like redis://host:6379/0")
+    return url
 
 
 DEBUG = env_bool("DEBUG", True)
@@ -101,15 +143,19 @@ STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 24 * 3600)
 # An MLflow tracking server or registry to import models from (empty = off).
 STUDIO_MLFLOW_TRACKING_URI = os.environ.get("STUDIO_MLFLOW_TRACKING_URI", "")
 
+# One machine: SQLite. Several: every node points DATABASE_URL at one PostgreSQL.
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": STUDIO_DATA_DIR / "studio.sqlite3",
-        "OPTIONS": {
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL;",
+    "default": env_database(
+        "DATABASE_URL",
+        {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": STUDIO_DATA_DIR / "studio.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
         },
-    }
+    )
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -131,9 +177,13 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 10000
 # django-q2 delivers at least once; tasks claim their row, so a redelivery is a
 # no-op. queue_limit 1 stops long jobs waiting in a worker's prefetch queue from
 # being redelivered while they wait; retry must exceed timeout.
+# Nodes share one queue when they use the same broker, cluster name and
+# SECRET_KEY (django-q signs tasks with it). The Redis broker has no delivery
+# receipt, so `retry` only matters for the ORM broker.
+STUDIO_REDIS_URL = env_redis_url("STUDIO_REDIS_URL")
 Q_CLUSTER = {
     "name": os.environ.get("STUDIO_CLUSTER_NAME", "batch-studio"),
-    "orm": "default",
+    **({"redis": STUDIO_REDIS_URL} if STUDIO_REDIS_URL else {"orm": "default"}),
     "workers": env_int("STUDIO_WORKERS", 2),
     "timeout": STUDIO_JOB_TIMEOUT_S,
     "retry": STUDIO_JOB_TIMEOUT_S + 600,
