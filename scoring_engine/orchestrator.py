@@ -255,7 +255,7 @@ class Orchestrator:
                     agent.host.terminate()
         for thread in self.threads:
             thread.join(timeout=30)
-        self.output.assemble()
+        self.output.assemble(final=True)
         self.output.close()
         if status == "completed":
             shutil.rmtree(self.folder.parts_dir.parent, ignore_errors=True)

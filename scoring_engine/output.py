@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 from .checkpoint import Checkpoint
 from .jobfolder import JobFolder
 from .state import BatchState, Ledger
+
+CHECKPOINT_EVERY_S = 0.5
 
 
 class OrderedOutput:
@@ -30,6 +33,8 @@ class OrderedOutput:
         self.ledger = ledger
         self.total = total
         self._file: BinaryIO | None = None
+        self._saved_at = 0.0
+        self._unsaved = False
         if path is not None:
             # Rows past the checkpoint came from a run that died before it
             # checkpointed them; their mini-batches run again.
@@ -37,11 +42,14 @@ class OrderedOutput:
             self._file.truncate(checkpoint.output_bytes)
             self._file.seek(checkpoint.output_bytes)
 
-    def assemble(self) -> None:
+    def assemble(self, final: bool = False) -> None:
         """Append every newly finished mini-batch at the head of the order.
 
         The checkpoint is saved after the parts are appended, so a crash in
         between re-runs those mini-batches and their rows are cut off first.
+        It is saved at most every CHECKPOINT_EVERY_S (and when `final`): a
+        save per mini-batch cost a third of a fast job's wall time, and a lag
+        only means a little more work runs again after a crash.
         """
         checkpoint, advanced = self.checkpoint, False
         while checkpoint.next_index < self.total:
@@ -56,11 +64,14 @@ class OrderedOutput:
             checkpoint.items_failed += failed
             checkpoint.next_index += 1
             advanced = True
-        if advanced:
-            if self._file is not None:
-                self._file.flush()
-                checkpoint.output_bytes = self._file.tell()
+        if advanced and self._file is not None:
+            self._file.flush()
+            checkpoint.output_bytes = self._file.tell()
+        self._unsaved |= advanced
+        now = time.monotonic()
+        if self._unsaved and (final or now - self._saved_at >= CHECKPOINT_EVERY_S):
             checkpoint.save(self.folder.checkpoint)
+            self._saved_at, self._unsaved = now, False
 
     def close(self) -> None:
         if self._file is not None:
