@@ -205,11 +205,14 @@ class Orchestrator:
         on_progress: Callable[[Progress], None],
     ) -> JobResult:
         self._log_start()
+        # The caller's heartbeat: building an environment can take a while.
+        on_progress(self.ledger.progress())
         try:
             command = self._scoring_command()
         except EnvironmentBuildError as exc:
             log = self.folder.relative(self.folder.environment_log)
             return self.finish("failed", exc.message, log)
+        on_progress(self.ledger.progress())
         self._start_agents(command)
         while True:
             now = time.monotonic()

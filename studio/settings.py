@@ -140,6 +140,9 @@ STUDIO_ENV_CACHE = env_path("STUDIO_ENV_CACHE", STUDIO_DATA_DIR / "environments"
 STUDIO_NODE_NAME = os.environ.get("STUDIO_NODE_NAME", "")
 STUDIO_MAX_UPLOAD_MB = env_int("STUDIO_MAX_UPLOAD_MB", 1024)
 STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 24 * 3600)
+# A running job whose heartbeat is older than this is taken back and resumed
+# (its worker died). Keep it above the longest scoring-environment build.
+STUDIO_JOB_STALE_S = env_int("STUDIO_JOB_STALE_S", 60)
 # An MLflow tracking server or registry to import models from (empty = off).
 STUDIO_MLFLOW_TRACKING_URI = os.environ.get("STUDIO_MLFLOW_TRACKING_URI", "")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .models import Job
+from .models import Job, JobStatus
+from .services import jobs
 from .services.endpoints import finish_endpoint_deletion
-from .services.jobs import execute_job
 
 
 def run_job_task(job_id: int) -> None:
@@ -12,6 +12,8 @@ def run_job_task(job_id: int) -> None:
 
     django-q delivers at least once, so the same task may arrive twice, even
     at the same moment on two workers: the conditional claim lets one win.
+    A task delivered again because its worker died finds the job running
+    with a stale heartbeat: it takes the job back and resumes it.
     """
     job = (
         Job.objects.select_related(
@@ -20,9 +22,17 @@ def run_job_task(job_id: int) -> None:
         .filter(pk=job_id)
         .first()
     )
-    if job is None or not job.claim():
+    if job is None:
         return
-    execute_job(job)
+    if job.status == JobStatus.RUNNING:
+        jobs.requeue_stale_job(job)
+    if job.claim():
+        jobs.execute_job(job)
+
+
+def recover_stale_jobs(stale_s: float | None = None) -> list[str]:
+    """Scheduled every minute: resume the running jobs whose worker died."""
+    return jobs.recover_stale_jobs(stale_s)
 
 
 def delete_endpoint_task(endpoint_id: int) -> None:

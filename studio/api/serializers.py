@@ -272,6 +272,14 @@ class InvokeSerializer(serializers.Serializer):
     tags = TagsField(default=dict)
 
 
+class ResumeSerializer(serializers.Serializer):
+    overrides = JSONObjectField(
+        default=dict,
+        help_text="Settings to change for the rest of the job, e.g."
+        ' {"mini_batch_error_threshold": -1}; mini_batch_size cannot change.',
+    )
+
+
 class JobSerializer(serializers.ModelSerializer):
     endpoint = serializers.CharField(source="endpoint_name", read_only=True)
     deployment = serializers.CharField(source="deployment_label", read_only=True)

@@ -43,7 +43,7 @@ from ..services.endpoints import (
     set_default_deployment,
 )
 from ..services.invoke import invoke
-from ..services.jobs import cancel_job, job_status
+from ..services.jobs import cancel_job, job_status, resume_job
 from . import serializers as s
 from .errors import with_close_names
 
@@ -364,6 +364,18 @@ class JobViewSet(InWorkspace, mixins.ListModelMixin, viewsets.GenericViewSet):
         job = self.get_object()
         cancel_job(job)
         return self.respond(job)
+
+    @extend_schema(request=s.ResumeSerializer, responses={202: s.JobSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, workspace: str, name: str) -> Response:
+        """Queue a failed or canceled job again from its checkpoint (409 if none).
+
+        Only the mini-batches it had not committed run; `overrides` may change
+        thresholds, retries and timeout, not mini_batch_size.
+        """
+        job = self.get_object()
+        resume_job(job, **self.validated(s.ResumeSerializer))
+        return self.respond(job, status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: s.JobProgressSerializer})
     @action(detail=True)

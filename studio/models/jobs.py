@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings as django_settings
 from django.db import models
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,11 +25,20 @@ class JobStatus(models.TextChoices):
 JobStatus.TERMINAL = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
 )
+JobStatus.RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
 
 
 class JobQuerySet(models.QuerySet):
     def for_workspace(self, workspace: Workspace) -> JobQuerySet:
         return self.filter(workspace=workspace)
+
+    def stale(self, cutoff: datetime) -> JobQuerySet:
+        """Running jobs whose worker has not written a heartbeat since `cutoff`."""
+        # Rows claimed before heartbeats existed fall back to their start time.
+        return self.filter(status=JobStatus.RUNNING).filter(
+            Q(heartbeat_at__lt=cutoff)
+            | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        )
 
 
 class Job(models.Model):
@@ -71,6 +83,12 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by the running worker about once a second; a running job whose
+    # heartbeat stopped lost its worker and is taken back (services.jobs).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # How often a worker claimed the job: more than 1 after a resume or a
+    # recovery. A worker writes the row only while its claim is the latest.
+    runs = models.PositiveIntegerField(default=0)
 
     objects = JobQuerySet.as_manager()
 
@@ -120,32 +138,61 @@ class Job(models.Model):
         """Move queued -> running; False when another delivery got there first."""
         now = timezone.now()
         claimed = Job.objects.filter(pk=self.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.RUNNING, started_at=now
+            status=JobStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            runs=F("runs") + 1,
         )
         if claimed:
-            self.status, self.started_at = JobStatus.RUNNING, now
+            self.refresh_from_db(
+                fields=["status", "started_at", "heartbeat_at", "runs"]
+            )
         return bool(claimed)
 
+    def _this_run(self) -> JobQuerySet:
+        """The row while this instance's claim is the latest and it still runs."""
+        return Job.objects.filter(pk=self.pk, status=JobStatus.RUNNING, runs=self.runs)
+
+    def beat(self) -> bool:
+        """Write the heartbeat alone; False when the job was taken from this run."""
+        self.heartbeat_at = timezone.now()
+        return bool(self._this_run().update(heartbeat_at=self.heartbeat_at))
+
     def record_progress(self, total: int, succeeded: int, failed: int,
-                        items_succeeded: int, items_failed: int) -> None:  # fmt: skip
+                        items_succeeded: int, items_failed: int) -> bool:  # fmt: skip
+        """Store the counts and the heartbeat in one UPDATE.
+
+        False when the job was taken from this run (its heartbeat was stale):
+        the run must stop, another one owns the job now.
+        """
         self.mini_batches_total = total
         self.mini_batches_succeeded = succeeded
         self.mini_batches_failed = failed
         self.items_succeeded = items_succeeded
         self.items_failed = items_failed
-        self.save(
-            update_fields=[
-                "mini_batches_total",
-                "mini_batches_succeeded",
-                "mini_batches_failed",
-                "items_succeeded",
-                "items_failed",
-            ]
+        self.heartbeat_at = timezone.now()
+        return bool(
+            self._this_run().update(
+                mini_batches_total=total,
+                mini_batches_succeeded=succeeded,
+                mini_batches_failed=failed,
+                items_succeeded=items_succeeded,
+                items_failed=items_failed,
+                heartbeat_at=self.heartbeat_at,
+            )
         )
 
-    def finish(self, status: str, error: str = "", error_log: str = "") -> None:
+    def finish(self, status: str, error: str = "", error_log: str = "") -> bool:
+        """End this run; False (nothing written) when the job was taken from it."""
         self.status = status
         self.error = error
         self.error_log = error_log
         self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "error_log", "finished_at"])
+        return bool(
+            self._this_run().update(
+                status=status,
+                error=error,
+                error_log=error_log,
+                finished_at=self.finished_at,
+            )
+        )

@@ -1,29 +1,45 @@
-"""Running queued jobs through the engine, recording progress, canceling them."""
+"""Running jobs through the engine; cancel, resume, and recovery from dead workers."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import urllib.request
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from scoring_engine import (
     EngineError,
     JobSpec,
     Progress,
+    SpecError,
     apply_overrides,
     run_job,
 )
+from scoring_engine.config import OVERRIDABLE
 from scoring_engine.node import node_name
 
 from .. import storage
 from ..models import Job, JobStatus
-from .endpoints import deployment_spec
+from .endpoints import deployment_spec, setting_error
+
+logger = logging.getLogger(__name__)
+
+# Kept by the engine in a job folder while its job is unfinished (DESIGN
+# section 7, resume); a run given `resume=True` goes on from it.
+CHECKPOINT = Path(".state", "checkpoint.json")
+# The committed mini-batches and output were made with these; a resumed job
+# keeps them (the engine refuses another partition).
+FIXED_ON_RESUME = ("mini_batch_size", "output_action", "output_file_name")
 
 
 def cancel_job(job: Job) -> None:
@@ -55,6 +71,140 @@ def cancel_job(job: Job) -> None:
     )
 
 
+def can_resume(job: Job) -> bool:
+    """Whether `resume_job` takes the job: failed or canceled, with a checkpoint."""
+    return job.status in JobStatus.RESUMABLE and _has_checkpoint(job)
+
+
+def resume_job(job: Job, overrides: Mapping[str, Any] | None = None) -> None:
+    """Queue a failed or canceled job again; only what it had not committed runs.
+
+    `overrides` (error_threshold, mini_batch_error_threshold, max_retries,
+    timeout, ...) are merged into the job's own; the settings that shaped
+    its committed output cannot change. Counts are kept until the new run
+    reports. Raises ValidationError: a conflict when the job is not failed
+    or canceled or has nothing to resume, else naming the bad setting.
+    """
+    if job.status not in JobStatus.RESUMABLE:
+        state = (
+            "completed: it has nothing to resume"
+            if job.is_terminal
+            else (f"{job.status}, not ended")
+        )
+        raise ValidationError(
+            f"job '{job.name}' is {state}; only failed or canceled jobs can be resumed",
+            code="conflict",
+        )
+    if not _has_checkpoint(job):
+        raise ValidationError(
+            f"job '{job.name}' has nothing to resume: its job folder keeps no"
+            " checkpoint (it never started scoring); invoke the endpoint again",
+            code="conflict",
+        )
+    merged = {**job.overrides, **_resume_overrides(overrides or {})}
+    settings_now = _effective_settings(job, merged)
+    with transaction.atomic():
+        resumed = Job.objects.filter(pk=job.pk, status__in=JobStatus.RESUMABLE).update(
+            status=JobStatus.QUEUED,
+            error="",
+            error_log="",
+            cancel_requested=False,
+            finished_at=None,
+            overrides=merged,
+            settings=settings_now,
+        )
+        if not resumed:
+            job.refresh_from_db()
+            raise ValidationError(
+                f"job '{job.name}' was resumed or changed at the same moment; it is"
+                f" {job.status} now",
+                code="conflict",
+            )
+        _enqueue(job.pk)
+    job.refresh_from_db()
+
+
+def _resume_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    for key in overrides:
+        setting = OVERRIDABLE.get(key, key)
+        if setting in FIXED_ON_RESUME:
+            raise ValidationError(
+                {
+                    setting: f"{setting} cannot change when resuming: the mini-batches"
+                    " already committed were made with the job's own value; invoke"
+                    " the endpoint again to score with another"
+                }
+            )
+    return dict(overrides)
+
+
+def _effective_settings(job: Job, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    if job.deployment is None:
+        raise ValidationError(
+            f"job '{job.name}' cannot resume: its deployment revision"
+            f" {job.deployment_label} was deleted; invoke the endpoint again",
+            code="conflict",
+        )
+    try:
+        spec = apply_overrides(deployment_spec(job.deployment), overrides)
+    except SpecError as exc:
+        raise setting_error(exc) from exc
+    return spec.settings.as_dict()
+
+
+def _has_checkpoint(job: Job) -> bool:
+    return bool(job.job_dir) and (Path(job.job_dir) / CHECKPOINT).is_file()
+
+
+def stale_cutoff(stale_s: float | None = None) -> datetime:
+    """Heartbeats older than this are stale: STUDIO_JOB_STALE_S by default."""
+    if stale_s is None:
+        stale_s = settings.STUDIO_JOB_STALE_S
+    return timezone.now() - timedelta(seconds=stale_s)
+
+
+def requeue_stale_job(job: Job, stale_s: float | None = None) -> bool:
+    """Take a running job back from a worker that stopped heartbeating.
+
+    running -> queued, so the next claim resumes it from its checkpoint; a
+    job whose cancel was requested ends canceled instead. The update only
+    applies while the heartbeat is still stale, so of two recoverers one
+    wins. True when this call took the job back to queued.
+    """
+    stale = Job.objects.stale(stale_cutoff(stale_s)).filter(pk=job.pk, runs=job.runs)
+    if stale.filter(cancel_requested=True).update(
+        status=JobStatus.CANCELED,
+        finished_at=timezone.now(),
+        error="canceled by request (its worker stopped before it could stop)",
+    ):
+        logger.warning("job %s: worker lost while canceling; canceled", job.name)
+        return False
+    if not stale.update(status=JobStatus.QUEUED):
+        return False
+    logger.warning(
+        "job %s: no heartbeat from its worker since %s; queued again to resume",
+        job.name,
+        job.heartbeat_at or job.started_at,
+    )
+    return True
+
+
+def recover_stale_jobs(stale_s: float | None = None) -> list[str]:
+    """Requeue and enqueue every running job whose worker stopped; their names."""
+    recovered = []
+    for job in Job.objects.stale(stale_cutoff(stale_s)).only(
+        "name", "runs", "heartbeat_at", "started_at"
+    ):
+        if requeue_stale_job(job, stale_s):
+            recovered.append(job.name)
+            _enqueue(job.pk)
+    return recovered
+
+
+def _enqueue(job_id: int) -> None:
+    transaction.on_commit(lambda: async_task("studio.tasks.run_job_task", job_id))
+
+
 def job_status(job: Job) -> dict[str, Any]:
     """What a live view shows of a job: status, progress, ETA, the cause on failure."""
     return {
@@ -82,7 +232,12 @@ def _rounded(seconds: float | None) -> float | None:
 
 
 def execute_job(job: Job) -> None:
-    """Run a claimed job through the engine and record how it ended."""
+    """Run a claimed job through the engine and record how it ended.
+
+    A job folder with a checkpoint (a resumed or recovered job) resumes
+    from it. A run that loses its claim to a recovery stops at its next
+    progress report and writes nothing more to the row.
+    """
     if job.deployment is None:
         job.finish(
             JobStatus.FAILED,
@@ -90,20 +245,30 @@ def execute_job(job: Job) -> None:
             " job started",
         )
         return
-    try:
-        input_path = Path(job.input_path) if job.input_path else _fetch_url(job)
-        spec = JobSpec(
-            name=job.name,
-            deployment=apply_overrides(deployment_spec(job.deployment), job.overrides),
-            input_path=input_path,
-            job_dir=Path(job.job_dir),
-            node=settings.STUDIO_NODE_NAME or node_name(),
-            env_cache=Path(settings.STUDIO_ENV_CACHE),
+    owned = True
+
+    def on_progress(progress: Progress) -> None:
+        nonlocal owned
+        owned = owned and job.record_progress(
+            progress.total,
+            progress.succeeded,
+            progress.failed,
+            progress.items_succeeded,
+            progress.items_failed,
         )
+
+    try:
+        spec = _job_spec(job)
+        # Fetching a URL input may take long, and the engine's first progress
+        # report comes only once its scoring processes started.
+        if not job.beat():
+            logger.warning("job %s: taken over while its input was fetched", job.name)
+            return
         result = run_job(
             spec,
-            should_cancel=lambda: _cancel_requested(job.pk),
-            on_progress=lambda progress: _record(job, progress),
+            should_cancel=lambda: not owned or _cancel_requested(job.pk),
+            on_progress=on_progress,
+            resume=_has_checkpoint(job),
         )
     except EngineError as exc:
         job.finish(JobStatus.FAILED, str(exc))
@@ -111,28 +276,31 @@ def execute_job(job: Job) -> None:
     except Exception as exc:  # noqa: BLE001 - the job's one failure boundary
         job.finish(JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
-    job.record_progress(
+    recorded = job.record_progress(
         result.mini_batches,
         result.mini_batches_succeeded,
         result.mini_batches_failed,
         result.items_succeeded,
         result.items_failed,
     )
-    job.finish(result.status, result.error, result.error_log)
+    if not (recorded and job.finish(result.status, result.error, result.error_log)):
+        logger.warning("job %s: another run took it over; this run stopped", job.name)
+
+
+def _job_spec(job: Job) -> JobSpec:
+    input_path = Path(job.input_path) if job.input_path else _fetch_url(job)
+    return JobSpec(
+        name=job.name,
+        deployment=apply_overrides(deployment_spec(job.deployment), job.overrides),
+        input_path=input_path,
+        job_dir=Path(job.job_dir),
+        node=settings.STUDIO_NODE_NAME or node_name(),
+        env_cache=Path(settings.STUDIO_ENV_CACHE),
+    )
 
 
 def _cancel_requested(job_id: int) -> bool:
     return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
-
-
-def _record(job: Job, progress: Progress) -> None:
-    job.record_progress(
-        progress.total,
-        progress.succeeded,
-        progress.failed,
-        progress.items_succeeded,
-        progress.items_failed,
-    )
 
 
 def _fetch_url(job: Job) -> Path:

@@ -1,4 +1,4 @@
-"""Jobs: the list, a job's page, its live status as JSON, and cancel."""
+"""Jobs: the list, a job's page, its live status as JSON, cancel and resume."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from ..access import can, get_job_for_user, get_workspace_for_user
+from ..forms.endpoints import SETTING_HELP
 from ..models import Job, JobStatus, Role
-from ..services.jobs import cancel_job, job_status
+from ..services.jobs import can_resume, cancel_job, job_status, resume_job
 
 JOBS_PER_PAGE = 50
 # The list's columns and progress bar need only these; the JSON blobs
@@ -61,6 +62,29 @@ class JobFilterForm(forms.Form):
         return jobs
 
 
+class ResumeForm(forms.Form):
+    """Settings a resumed job may change; an empty field keeps the job's value.
+
+    The engine checks the values (services.jobs.resume_job), as at invoke.
+    """
+
+    mini_batch_error_threshold = forms.CharField(required=False)
+    error_threshold = forms.CharField(required=False)
+    max_retries = forms.CharField(required=False)
+    timeout = forms.CharField(required=False)
+
+    def __init__(self, *args: object, job: Job, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # The YAML names and help, as on the invoke form.
+        for name, field in self.fields.items():
+            field.label, field.help_text = name, SETTING_HELP[name]
+            field.widget.attrs["placeholder"] = job.settings.get(name, "")
+
+    def overrides(self) -> dict[str, str]:
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+
 @login_required
 @require_GET
 def job_list(request: HttpRequest, workspace: str) -> HttpResponse:
@@ -81,6 +105,8 @@ def job_list(request: HttpRequest, workspace: str) -> HttpResponse:
 def job_detail(request: HttpRequest, workspace: str, name: str) -> HttpResponse:
     job = get_job_for_user(request.user, workspace, name)
     context = {**job_page_context(job), "settings_rows": _settings_rows(job)}
+    if context["can_resume"]:
+        context["resume_form"] = ResumeForm(job=job)
     return render(request, "studio/jobs/detail.html", context)
 
 
@@ -90,6 +116,7 @@ def job_page_context(job: Job) -> dict[str, object]:
         "workspace": job.workspace,
         "job": job,
         "can_cancel": can(job.workspace, Role.CONTRIBUTOR) and not job.is_terminal,
+        "can_resume": can(job.workspace, Role.CONTRIBUTOR) and can_resume(job),
     }
 
 
@@ -120,6 +147,23 @@ def job_cancel(request: HttpRequest, workspace: str, name: str) -> HttpResponse:
     return redirect(job)
 
 
+@login_required
+@require_POST
+def job_resume(request: HttpRequest, workspace: str, name: str) -> HttpResponse:
+    job = get_job_for_user(request.user, workspace, name, role=Role.CONTRIBUTOR)
+    try:
+        resume_job(job, ResumeForm(request.POST, job=job).overrides())
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"Job {job.name} resumed: only the mini-batches it had not committed"
+            " run again.",
+        )
+    return redirect(job)
+
+
 def _settings_rows(job: Job) -> list[tuple[str, object, bool]]:
     """(setting, effective value, overridden for this job?) in stored order."""
     # Overrides may use the YAML's dotted names (retry_settings.timeout).
@@ -136,4 +180,5 @@ urlpatterns = [
         name="job-status",
     ),
     path("w/<slug:workspace>/jobs/<slug:name>/cancel/", job_cancel, name="job-cancel"),
+    path("w/<slug:workspace>/jobs/<slug:name>/resume/", job_resume, name="job-resume"),
 ]

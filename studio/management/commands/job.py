@@ -1,4 +1,4 @@
-"""`manage.py job show|stream|list|cancel|download`, as `az ml job`."""
+"""`manage.py job show|stream|list|cancel|resume|download`, as `az ml job`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from ... import cli, jobfiles
 from ...models import Job, JobStatus, Role
-from ...services.jobs import cancel_job, job_status
+from ...services.jobs import cancel_job, job_status, resume_job
 
 POLL_S = 1.0
 DRIVER_LOG = "azureml-logs/70_driver_log.txt"
@@ -33,7 +33,7 @@ TABLE_COLUMNS = ("name", "status", "endpoint_name", "deployment", "percent")
 
 
 class Command(BaseCommand):
-    help = "Jobs, as `az ml job`: show, stream, list, cancel, download."
+    help = "Jobs, as `az ml job`: show, stream, list, cancel, resume, download."
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,6 +52,21 @@ class Command(BaseCommand):
         listing.add_argument("--status", "-s", choices=JobStatus.values, default="")
         listing.add_argument("--max-results", "-r", type=int, default=100)
         cli.add_name(cli.add_verb(verbs, "cancel", "Cancel a job."), "job")
+        resume = cli.add_verb(
+            verbs,
+            "resume",
+            "Queue a failed or canceled job again; only the mini-batches it had"
+            " not committed run.",
+        )
+        cli.add_name(resume, "job")
+        resume.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SETTING=VALUE",
+            help="a setting for the rest of the job, e.g."
+            " mini_batch_error_threshold=-1 (not mini_batch_size)",
+        )
         download = cli.add_verb(verbs, "download", "Copy a job's outputs (and logs).")
         cli.add_name(download, "job")
         download.add_argument(
@@ -93,6 +108,13 @@ class Command(BaseCommand):
         job = self._job(options, Role.CONTRIBUTOR)
         with cli.service_errors():
             cancel_job(job)
+        cli.emit(self.stdout, job_dict(job), options, TABLE_COLUMNS)
+
+    def _resume(self, options: dict[str, Any]) -> None:
+        job = self._job(options, Role.CONTRIBUTOR)
+        overrides = cli.key_values(options["set"], "--set")
+        with cli.service_errors():
+            resume_job(job, overrides)
         cli.emit(self.stdout, job_dict(job), options, TABLE_COLUMNS)
 
     def _download(self, options: dict[str, Any]) -> None:
