@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from .models import (
+    ApiToken,
     BatchDeployment,
     BatchEndpoint,
     DataAsset,
@@ -46,5 +47,14 @@ class DeploymentAdmin(admin.ModelAdmin):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["name", "workspace", "endpoint_name", "status", "created_at"]
+    readonly_fields = ["heartbeat_at", "runs"]
     list_filter = ["status", "workspace"]
     list_select_related = ["workspace"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Operators can see and revoke tokens; secrets are never stored."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "digest", "created_at", "last_used_at"]
