@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -15,6 +16,9 @@ from .errors import SpecError
 OUTPUT_ACTIONS = ("append_row", "summary_only")
 LOGGING_LEVELS = ("debug", "info", "warning", "error", "critical")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?B)\s*$", re.IGNORECASE)
+_WHOLE_RE = re.compile(r"\s*-?\d+\s*")
+# The longest file name most filesystems take (NAME_MAX), in bytes.
+_NAME_MAX = 255
 _SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
 # Fields that may appear at the top level (older files) or under `settings:` (newer).
@@ -118,11 +122,31 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def parse_size(text: str) -> int | None:
-    """`10MB` -> bytes; None when `text` is not a size."""
+    """`10MB` -> bytes; None when `text` is not a size (or too large to be one)."""
     match = _SIZE_RE.match(text)
     if not match:
         return None
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    size = float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+    return int(size) if math.isfinite(size) else None
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    """A value as a refusal quotes it: its repr, shortened when long."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "a number too large"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _whole_number(text: str) -> int | None:
+    """`" 12 "` -> 12; None when `text` is not a whole number Python can read."""
+    if not _WHOLE_RE.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() accepts from text
+        return None
 
 
 def _convert_setting(key: str, value: Any) -> Any:
@@ -155,66 +179,118 @@ def _mini_batch_size(value: Any) -> MiniBatchSize:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return MiniBatchSize(count=value)
     if isinstance(value, str):
-        if value.strip().isdigit() and int(value) >= 1:
-            return MiniBatchSize(count=int(value))
+        count = _whole_number(value)
+        if count is not None and count >= 1:
+            return MiniBatchSize(count=count)
         size = parse_size(value)
         if size:
             return MiniBatchSize(size_bytes=size)
     raise SpecError(
         f"mini_batch_size: must be a whole number >= 1 (files, or rows of tabular"
-        f" input) or a size such as 10MB for tabular input, not {value!r}"
+        f" input) or a size such as 10MB for tabular input, not {show_value(value)}"
     )
 
 
 def _integer(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{key}: must be a whole number >= {minimum}, not {value!r}")
-    return value
+    number = _whole_number(value) if isinstance(value, str) else value
+    if not isinstance(number, int) or isinstance(number, bool) or number < minimum:
+        raise SpecError(
+            f"{key}: must be a whole number >= {minimum}, not {show_value(value)}"
+        )
+    return number
 
 
 def _number(key: str, value: Any, minimum_exclusive: float | None) -> float:
     try:
         number = float(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = None
     if number is None or not math.isfinite(number) or number < 0:
-        raise SpecError(f"{key}: must be a number of seconds >= 0, not {value!r}")
+        raise SpecError(
+            f"{key}: must be a number of seconds >= 0, not {show_value(value)}"
+        )
     if minimum_exclusive is not None and number <= minimum_exclusive:
-        raise SpecError(f"{key}: must be a number of seconds > 0, not {value!r}")
+        raise SpecError(
+            f"{key}: must be a number of seconds > 0, not {show_value(value)}"
+        )
     return number
 
 
 def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise SpecError(f"{key}: must be one of {', '.join(allowed)}, not {value!r}")
+        raise SpecError(
+            f"{key}: must be one of {', '.join(allowed)}, not {show_value(value)}"
+        )
     return value
 
 
 def _file_name(value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or "/" in value
-        or "\\" in value
-        or value in (".", "..")
-    ):
+    if not (isinstance(value, str) and _is_plain_name(value)):
         raise SpecError(
-            f"output_file_name: must be a plain file name such as predictions.csv,"
-            f" not {value!r}"
+            f"output_file_name: must be a plain file name such as predictions.csv"
+            f" (no folders, at most {_NAME_MAX} bytes), not {show_value(value)}"
         )
     return value
+
+
+def _is_plain_name(name: str) -> bool:
+    if name.strip() in ("", ".", "..") or "/" in name or "\\" in name:
+        return False
+    # Control characters (NUL above all) cannot be, or should not be, in a file name.
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return False
+    try:
+        return len(name.encode()) <= _NAME_MAX
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON \ud800 escape
+        return False
 
 
 def _environment_variables(value: Any) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and k for k in value
-    ):
+    if not isinstance(value, Mapping):
         raise SpecError("environment_variables: must be a mapping of NAME: value")
-    return {k: "" if v is None else str(v) for k, v in value.items()}
+    return {
+        _variable_name(name): _variable_value(name, raw) for name, raw in value.items()
+    }
+
+
+def _variable_name(name: Any) -> str:
+    # A process environment cannot hold these; Popen would fail when the job starts.
+    if not (
+        isinstance(name, str)
+        and name
+        and "=" not in name
+        and _is_environment_text(name)
+    ):
+        raise SpecError(
+            f"environment_variables: {show_value(name)} is not a variable name;"
+            " names are non-empty text without '=' or NUL characters"
+        )
+    return name
+
+
+def _variable_value(name: str, raw: Any) -> str:
+    text = None
+    if raw is None:
+        text = ""
+    elif isinstance(raw, str | int | float):
+        with contextlib.suppress(ValueError):  # an int past str()'s digit limit
+            text = str(raw)
+    if text is None or not _is_environment_text(text):
+        raise SpecError(
+            f"environment_variables: the value of {name} must be text, a number or"
+            f" true/false, without NUL characters, not {show_value(raw)}"
+        )
+    return text
+
+
+def _is_environment_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
 
 
 def refuse_unknown(
@@ -229,5 +305,5 @@ def refuse_unknown(
 
 
 def close_match(name: str, allowed: Any) -> str:
-    matches = difflib.get_close_matches(name, list(allowed), n=1)
+    matches = difflib.get_close_matches(str(name), list(allowed), n=1)
     return f" (did you mean {matches[0]}?)" if matches else ""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -18,8 +20,9 @@ from .config import (
     check_choice,
     close_match,
     refuse_unknown,
+    show_value,
 )
-from .errors import SpecError
+from .errors import YAML_FAILURES, SpecError, yaml_problem
 
 MODEL_TYPES = ("mlflow_model", "custom_model")
 TOP_LEVEL_FIELDS = (
@@ -89,11 +92,20 @@ def load_deployment(
     Raises SpecError naming the field and the allowed values.
     """
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read deployment file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"deployment file {path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"deployment file {path} is not UTF-8 text: {exc.reason} at byte"
+            f" {exc.start}"
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except YAML_FAILURES as exc:
+        raise SpecError(
+            f"deployment file {path} is not valid YAML: {yaml_problem(exc)}"
+        ) from exc
     return parse_deployment(data, Path(path).parent, resolve_reference)
 
 
@@ -190,7 +202,7 @@ def _parse_model(
         )
         if not value.get("path"):
             raise SpecError("model.path: an inline model needs the folder of its files")
-        path = (base_dir / str(value["path"])).resolve()
+        path = _local_path("model.path", value["path"], base_dir)
         declared = value.get("type")
         if declared is not None:
             check_choice("model.type", declared, MODEL_TYPES)
@@ -199,9 +211,13 @@ def _parse_model(
             "model: must be a reference such as azureml:name:version or a mapping"
             " with path (and optional type)"
         )
-    if not path.exists():
+    if _stat("model.path", path) is None:
         raise SpecError(f"model.path: {path} does not exist")
-    return ModelSpec(path=path, type=detect_model_type(path, declared))
+    try:
+        detected = detect_model_type(path, declared)
+    except OSError as exc:
+        raise SpecError(f"model.path: cannot read {path}: {exc.strerror}") from exc
+    return ModelSpec(path=path, type=detected)
 
 
 def detect_model_type(path: Path, declared: str | None = None) -> str:
@@ -225,18 +241,35 @@ def _parse_code(value: Any, base_dir: Path) -> tuple[Path | None, str | None]:
             "code_configuration: needs both code (a folder) and scoring_script"
             " (a file name in it)"
         )
-    code = str(value["code"])
-    if code.startswith("azureml:"):
+    code = value["code"]
+    if isinstance(code, str) and code.startswith("azureml:"):
         raise SpecError("code_configuration.code: must be a folder path")
-    code_dir = (base_dir / code).resolve()
-    script = str(value["scoring_script"])
-    if not code_dir.is_dir():
+    code_dir = _local_path("code_configuration.code", code, base_dir)
+    found = _stat("code_configuration.code", code_dir)
+    if found is None or not stat.S_ISDIR(found.st_mode):
         raise SpecError(f"code_configuration.code: {code_dir} is not a folder")
-    if not (code_dir / script).is_file():
+    script = _script_name(value["scoring_script"])
+    found = _stat("code_configuration.scoring_script", code_dir / script)
+    if found is None or not stat.S_ISREG(found.st_mode):
         raise SpecError(
             f"code_configuration.scoring_script: {script} not found in {code_dir}"
         )
     return code_dir, script
+
+
+def _script_name(value: Any) -> str:
+    """The scoring script: a relative path that stays inside the code folder."""
+    script = str(value)
+    if (
+        "\0" in script
+        or PurePath(script).is_absolute()
+        or ".." in PurePath(script).parts
+    ):
+        raise SpecError(
+            "code_configuration.scoring_script: must be a file in the code folder"
+            f" such as score.py, not {show_value(value)}"
+        )
+    return script
 
 
 def _parse_environment(value: Any, base_dir: Path) -> EnvironmentSpec | None:
@@ -267,15 +300,48 @@ def _parse_environment(value: Any, base_dir: Path) -> EnvironmentSpec | None:
         raise SpecError("environment.python_requirements: must be a list of pip lines")
     requirements += [_resolve_requirement(line, base_dir) for line in listed]
     if value.get("conda_file"):
-        from .environments import read_conda_pip_requirements
-
-        conda_file = (base_dir / str(value["conda_file"])).resolve()
-        conda_dir = conda_file.parent
+        conda_file = _local_path(
+            "environment.conda_file", value["conda_file"], base_dir
+        )
         requirements += [
-            _resolve_requirement(line, conda_dir)
-            for line in read_conda_pip_requirements(conda_file)
+            _resolve_requirement(line, conda_file.parent)
+            for line in _conda_pip_lines(conda_file)
         ]
     return EnvironmentSpec(python_requirements=tuple(requirements))
+
+
+def _conda_pip_lines(conda_file: Path) -> list[str]:
+    from .environments import read_conda_pip_requirements
+
+    try:
+        return read_conda_pip_requirements(conda_file)
+    except SpecError as exc:
+        raise SpecError(f"environment.conda_file: {exc.message}", exc.hint) from exc
+
+
+def _local_path(field_name: str, value: Any, base_dir: Path) -> Path:
+    """A path from the YAML, resolved against the YAML file's folder."""
+    if not isinstance(value, str | os.PathLike):
+        raise SpecError(f"{field_name}: must be a path, not {show_value(value)}")
+    text = os.fspath(value)
+    if "\0" in text:
+        raise SpecError(f"{field_name}: {show_value(text)} holds a NUL character")
+    try:
+        return (base_dir / text).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+        raise SpecError(f"{field_name}: cannot resolve {show_value(text)}") from exc
+
+
+def _stat(field_name: str, path: Path) -> os.stat_result | None:
+    """The file's status; None when nothing is there."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a name too long, no permission, a link loop
+        raise SpecError(
+            f"{field_name}: cannot use {show_value(str(path), 120)}: {exc.strerror}"
+        ) from exc
 
 
 def _resolve_requirement(line: str, base_dir: Path) -> str:

@@ -19,7 +19,12 @@ from typing import IO, Any
 
 import yaml
 
-from scoring_engine.errors import EnvironmentBuildError, SpecError
+from scoring_engine.errors import (
+    YAML_FAILURES,
+    EnvironmentBuildError,
+    SpecError,
+    yaml_problem,
+)
 
 # Written inside the venv as the very last build step; a folder without it is junk.
 READY_MARKER = ".batch-studio-ready"
@@ -46,12 +51,12 @@ def read_conda_pip_requirements(conda_file: Path) -> list[str]:
         ) from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except YAML_FAILURES as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
+        problem = getattr(exc, "problem", None) or yaml_problem(exc)
         raise SpecError(
             f"conda file {name} is not valid YAML{where}: {problem}",
             hint="fix the YAML syntax of the conda file",

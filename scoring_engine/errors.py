@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import yaml
+
+# Besides YAMLError, PyYAML's constructors leak ValueError, IndexError,
+# AttributeError... for malformed scalars (`2001-13-45`, `!!float x`, an empty
+# `!!int`, `!!timestamp x`), and its composer recurses once per nesting level:
+# whatever safe_load raises on untrusted text means "not valid YAML".
+YAML_FAILURES = (Exception,)
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """Why PyYAML refused a text, in one phrase."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(exc, yaml.YAMLError):
+        return str(exc)
+    return f"a malformed value ({type(exc).__name__}: {exc})"
+
 
 class EngineError(Exception):
     """Base of every error the engine reports to a user."""

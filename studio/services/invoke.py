@@ -30,6 +30,11 @@ UNSUPPORTED_INPUT = f"unsupported input: {ACCEPTED_INPUTS}"
 RESERVED_AREAS = frozenset({"models", "data", "code", "inputs", ".staging"})
 
 
+# Longest free text accepted for a name, reference, URL or output path; a job
+# folder path must fit Job.job_dir (2048) with the datastore in front of it.
+MAX_TEXT = 1024
+
+
 def invoke(
     endpoint: BatchEndpoint,
     user: Any,
@@ -52,6 +57,13 @@ def invoke(
     """
     if endpoint.state != EndpointState.READY:
         raise ValidationError(f"batch endpoint '{endpoint.name}' is being deleted")
+    _check_text(
+        deployment_name=deployment_name,
+        data_asset=data_asset,
+        url=url,
+        output_path=output_path,
+        job_name=job_name,
+    )
     deployment = _deployment(endpoint, deployment_name)
     _check_one_input(data_asset, url, uploads)
     try:
@@ -61,6 +73,7 @@ def invoke(
     name = job_name or _new_job_name(endpoint.name)
     _check_job_name(name)
     job_dir = _output_location(endpoint.workspace.name, name, output_path)
+    _check_not_nested(job_dir, output_path or f"jobs/{name}")
     source = _describe_input(endpoint, data_asset, url, uploads)
     _reserve(job_dir, output_path or f"jobs/{name}")
     uploads_dir = storage.datastore(endpoint.workspace.name, "inputs", name)
@@ -188,6 +201,39 @@ def _save_inputs(uploads: Sequence[Any], target: Path) -> Path:
 
 def _new_job_name(endpoint_name: str) -> str:
     return f"{endpoint_name}-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _check_text(**fields: str) -> None:
+    """Refuse text no path, URL or database column can hold: NUL, control
+    characters, lone surrogates, or more than MAX_TEXT characters."""
+    for field, value in fields.items():
+        if not value:
+            continue
+        if len(value) > MAX_TEXT:
+            raise ValidationError({field: f"must be at most {MAX_TEXT} characters"})
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError({field: "must be valid Unicode text"}) from None
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValidationError({field: "must not contain control characters"})
+
+
+def _check_not_nested(location: Path, shown: str) -> None:
+    """A job folder may not hold, or sit inside, another job's folder: the
+    engine refuses a folder that is not empty, so both jobs would suffer."""
+    ancestors = [str(parent) for parent in location.parents]
+    inside = f"{location}/"
+    if (
+        Job.objects.filter(job_dir__in=ancestors).exists()
+        or Job.objects.filter(job_dir__startswith=inside).exists()
+    ):
+        raise ValidationError(
+            {
+                "output_path": f"output location {shown} is inside another job's folder"
+                " or holds one; choose a path of its own"
+            }  # fmt: skip
+        )
 
 
 def _output_location(workspace_name: str, job_name: str, output_path: str) -> Path:
