@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 
 from scoring_engine import SpecError
 from scoring_engine.config import refuse_unknown
+from scoring_engine.errors import YAML_FAILURES, yaml_problem
 
 from .cli import key_values, one_line, parse_value, validation_message
 from .models import Workspace
@@ -144,6 +145,12 @@ def load_yaml(raw_path: str) -> YamlFile:
     except yaml.YAMLError as exc:
         raise CommandError(
             f"{path.name}: not valid YAML: {one_line(str(exc))}"
+        ) from None
+    except CommandError:
+        raise
+    except YAML_FAILURES as exc:
+        raise CommandError(
+            f"{path.name}: not valid YAML: {yaml_problem(exc)}"
         ) from None
     finally:
         loader.dispose()

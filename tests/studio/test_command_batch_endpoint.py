@@ -74,6 +74,19 @@ def test_it_refuses_malformed_yaml_with_its_line_and_column(cast, tmp_path):
     assert not BatchEndpoint.objects.exists()
 
 
+def test_it_refuses_a_malformed_value_pyyaml_cannot_build(cast, tmp_path):
+    path = write_yaml(
+        tmp_path / "endpoint.yml", "name: scorer\ndescription: 2001-13-45\n"
+    )
+
+    with pytest.raises(
+        CommandError, match=r"endpoint.yml: not valid YAML: a malformed"
+    ):
+        run("batch-endpoint", "create", "--file", str(path))
+
+    assert not BatchEndpoint.objects.exists()
+
+
 def test_it_refuses_an_unknown_field_naming_the_allowed_ones(cast, tmp_path):
     path = write_yaml(tmp_path / "endpoint.yml", "name: scorer\ndescrption: typo\n")
 
