@@ -13,6 +13,7 @@ from .models import (
     Job,
     Membership,
     ModelAsset,
+    Node,
     Workspace,
 )
 
@@ -58,3 +59,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
     readonly_fields = ["prefix", "digest", "created_at", "last_used_at"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "cluster", "last_seen", "workers", "cpu_pct", "memory_pct"]

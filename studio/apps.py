@@ -9,3 +9,8 @@ class StudioConfig(AppConfig):
     name = "studio"
     verbose_name = "Batch Studio"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import signals
+
+        signals.connect()

@@ -10,6 +10,7 @@ WORKSPACE_AREAS = (
     ("Environments", "studio:environment-list"),
     ("Endpoints", "studio:endpoint-list"),
     ("Jobs", "studio:job-list"),
+    ("Compute", "studio:compute"),
 )
 
 JOB_TABS = (

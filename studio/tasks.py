@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .models import Job, JobStatus
+from .nodes import this_node
 from .services import jobs
 from .services.endpoints import finish_endpoint_deletion
 
@@ -26,7 +27,7 @@ def run_job_task(job_id: int) -> None:
         return
     if job.status == JobStatus.RUNNING:
         jobs.requeue_stale_job(job)
-    if job.claim():
+    if job.claim(node=this_node()):
         jobs.execute_job(job)
 
 

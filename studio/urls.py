@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from .views import (
     assets,
+    compute,
     endpoints,
     job_files,
     job_metrics,
@@ -24,6 +25,7 @@ studio_patterns = [
     *job_files.urlpatterns,
     *job_metrics.urlpatterns,
     *tokens.urlpatterns,
+    *compute.urlpatterns,
 ]
 
 urlpatterns = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .assets import DataAsset, Environment, ModelAsset
+from .compute import Node
 from .endpoints import BatchDeployment, BatchEndpoint, EndpointState
 from .jobs import Job, JobStatus
 from .tokens import ApiToken
@@ -19,6 +20,7 @@ __all__ = [
     "JobStatus",
     "Membership",
     "ModelAsset",
+    "Node",
     "Role",
     "Workspace",
 ]

@@ -89,6 +89,8 @@ class Job(models.Model):
     # How often a worker claimed the job: more than 1 after a resume or a
     # recovery. A worker writes the row only while its claim is the latest.
     runs = models.PositiveIntegerField(default=0)
+    # The node (STUDIO_NODE_NAME) whose worker claimed the job last.
+    node = models.CharField(max_length=255, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -134,18 +136,19 @@ class Job(models.Model):
         end = self.finished_at or timezone.now()
         return (end - self.started_at).total_seconds()
 
-    def claim(self) -> bool:
-        """Move queued -> running; False when another delivery got there first."""
+    def claim(self, node: str = "") -> bool:
+        """Move queued -> running on `node`; False when another delivery was first."""
         now = timezone.now()
         claimed = Job.objects.filter(pk=self.pk, status=JobStatus.QUEUED).update(
             status=JobStatus.RUNNING,
             started_at=now,
             heartbeat_at=now,
             runs=F("runs") + 1,
+            node=node,
         )
         if claimed:
             self.refresh_from_db(
-                fields=["status", "started_at", "heartbeat_at", "runs"]
+                fields=["status", "started_at", "heartbeat_at", "runs", "node"]
             )
         return bool(claimed)
 

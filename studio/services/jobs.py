@@ -26,10 +26,10 @@ from scoring_engine import (
     run_job,
 )
 from scoring_engine.config import OVERRIDABLE
-from scoring_engine.node import node_name
 
 from .. import storage
 from ..models import Job, JobStatus
+from ..nodes import this_node
 from .endpoints import deployment_spec, setting_error
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def _job_spec(job: Job) -> JobSpec:
         deployment=apply_overrides(deployment_spec(job.deployment), job.overrides),
         input_path=input_path,
         job_dir=Path(job.job_dir),
-        node=settings.STUDIO_NODE_NAME or node_name(),
+        node=this_node(),
         env_cache=Path(settings.STUDIO_ENV_CACHE),
     )
 
