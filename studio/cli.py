@@ -282,3 +282,56 @@ def _table(rows: list[Any], columns: Sequence[str]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def add_list_and_show(verbs: Any, noun: str, article: str) -> None:
+    """The `list` and `show` verbs every versioned asset has."""
+    listing = add_verb(verbs, "list", f"Latest version of each {noun}.")
+    listing.add_argument("--name", "-n", default="", help="all its versions")
+    show = add_verb(verbs, "show", f"Show {article} {noun} version.")
+    show.add_argument("--name", "-n", required=True)
+    show.add_argument("--version", "-v", type=int, default=0)
+    show.add_argument("--label", "-l", choices=["latest"], default="latest")
+
+
+def list_versions(
+    stdout: OutputWrapper,
+    options: Mapping[str, Any],
+    model: type,
+    to_dict: Callable[[Any], dict[str, Any]],
+    columns: Sequence[str],
+) -> None:
+    """`list`: the latest version of each name, or every version of `--name`."""
+    from .services.assets import latest_versions
+
+    workspace = Caller.from_options(options).workspace()
+    if options["name"]:
+        assets = model.objects.filter(workspace=workspace, name=options["name"])
+        assets = assets.select_related("created_by").order_by("-version")
+    else:
+        assets = latest_versions(model, workspace)
+    rows = []
+    for asset in assets:
+        asset.workspace = workspace
+        rows.append(to_dict(asset))
+    emit(stdout, rows, options, columns)
+
+
+def show_version(
+    stdout: OutputWrapper,
+    options: Mapping[str, Any],
+    model: type,
+    kind: str,
+    to_dict: Callable[[Any], dict[str, Any]],
+    columns: Sequence[str],
+) -> None:
+    """`show`: one version (`--version`), or the latest."""
+    from .services.endpoints import resolve_versioned
+
+    workspace = Caller.from_options(options).workspace()
+    reference = options["name"]
+    if options["version"]:
+        reference = f"{reference}:{options['version']}"
+    with service_errors({kind: ""}):
+        asset = resolve_versioned(model, kind, workspace, reference)
+    emit(stdout, to_dict(asset), options, columns)

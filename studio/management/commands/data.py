@@ -8,8 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ... import cli, cli_files
 from ...models import DataAsset, Role
-from ...services.assets import latest_versions, register_data
-from ...services.endpoints import resolve_versioned
+from ...services.assets import register_data
 
 # Azure's data fields; properties is accepted and ignored.
 DATA_FIELDS = (
@@ -51,12 +50,7 @@ class Command(BaseCommand):
         )
         create.add_argument("--description", "-d", default="")
         create.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        listing = cli.add_verb(verbs, "list", "Latest version of each data asset.")
-        listing.add_argument("--name", "-n", default="", help="all its versions")
-        show = cli.add_verb(verbs, "show", "Show a data asset version.")
-        show.add_argument("--name", "-n", required=True)
-        show.add_argument("--version", "-v", type=int, default=0)
-        show.add_argument("--label", "-l", choices=["latest"], default="latest")
+        cli.add_list_and_show(verbs, "data asset", "a")
 
     def handle(self, *args: Any, verb: str, **options: Any) -> None:
         getattr(self, f"_{verb}")(options)
@@ -98,26 +92,12 @@ class Command(BaseCommand):
         cli.emit(self.stdout, data_dict(data), options, TABLE_COLUMNS)
 
     def _list(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        if options["name"]:
-            assets = DataAsset.objects.filter(workspace=workspace, name=options["name"])
-            assets = assets.select_related("created_by").order_by("-version")
-        else:
-            assets = latest_versions(DataAsset, workspace)
-        rows = []
-        for asset in assets:
-            asset.workspace = workspace
-            rows.append(data_dict(asset))
-        cli.emit(self.stdout, rows, options, TABLE_COLUMNS)
+        cli.list_versions(self.stdout, options, DataAsset, data_dict, TABLE_COLUMNS)
 
     def _show(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        reference = options["name"]
-        if options["version"]:
-            reference = f"{reference}:{options['version']}"
-        with cli.service_errors({"data asset": ""}):
-            asset = resolve_versioned(DataAsset, "data asset", workspace, reference)
-        cli.emit(self.stdout, data_dict(asset), options, TABLE_COLUMNS)
+        cli.show_version(
+            self.stdout, options, DataAsset, "data asset", data_dict, TABLE_COLUMNS
+        )
 
 
 def data_dict(asset: DataAsset) -> dict[str, Any]:

@@ -9,8 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ... import cli, cli_files
 from ...models import Environment, Role
-from ...services.assets import create_environment, latest_versions
-from ...services.endpoints import resolve_versioned
+from ...services.assets import create_environment
 
 # Azure's environment fields; image and os_type are accepted and ignored
 # (scoring runs in a virtualenv built from the pip lines, DESIGN section 1).
@@ -54,12 +53,7 @@ class Command(BaseCommand):
         create.add_argument("--image", default="", help="accepted and ignored")
         create.add_argument("--description", "-d", default="")
         create.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        listing = cli.add_verb(verbs, "list", "Latest version of each environment.")
-        listing.add_argument("--name", "-n", default="", help="all its versions")
-        show = cli.add_verb(verbs, "show", "Show an environment version.")
-        show.add_argument("--name", "-n", required=True)
-        show.add_argument("--version", "-v", type=int, default=0)
-        show.add_argument("--label", "-l", choices=["latest"], default="latest")
+        cli.add_list_and_show(verbs, "environment", "an")
 
     def handle(self, *args: Any, verb: str, **options: Any) -> None:
         getattr(self, f"_{verb}")(options)
@@ -98,26 +92,19 @@ class Command(BaseCommand):
         cli.emit(self.stdout, environment_dict(env), options, TABLE_COLUMNS)
 
     def _list(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        if options["name"]:
-            envs = Environment.objects.filter(workspace=workspace, name=options["name"])
-            envs = envs.select_related("created_by").order_by("-version")
-        else:
-            envs = latest_versions(Environment, workspace)
-        rows = []
-        for env in envs:
-            env.workspace = workspace
-            rows.append(environment_dict(env))
-        cli.emit(self.stdout, rows, options, TABLE_COLUMNS)
+        cli.list_versions(
+            self.stdout, options, Environment, environment_dict, TABLE_COLUMNS
+        )
 
     def _show(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        reference = options["name"]
-        if options["version"]:
-            reference = f"{reference}:{options['version']}"
-        with cli.service_errors({"environment": ""}):
-            env = resolve_versioned(Environment, "environment", workspace, reference)
-        cli.emit(self.stdout, environment_dict(env), options, TABLE_COLUMNS)
+        cli.show_version(
+            self.stdout,
+            options,
+            Environment,
+            "environment",
+            environment_dict,
+            TABLE_COLUMNS,
+        )
 
 
 def environment_dict(env: Environment) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ... import cli, cli_files
 from ...models import ModelAsset, Role
-from ...services.assets import latest_versions, register_model
-from ...services.endpoints import resolve_versioned
+from ...services.assets import register_model
 
 # Azure's model fields; properties and stage are accepted and ignored.
 MODEL_FIELDS = (
@@ -53,12 +52,7 @@ class Command(BaseCommand):
         create.add_argument("--type", "-t", default="", help="mlflow_model, ...")
         create.add_argument("--description", "-d", default="")
         create.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        listing = cli.add_verb(verbs, "list", "Latest version of each model.")
-        listing.add_argument("--name", "-n", default="", help="all its versions")
-        show = cli.add_verb(verbs, "show", "Show a model version.")
-        show.add_argument("--name", "-n", required=True)
-        show.add_argument("--version", "-v", type=int, default=0)
-        show.add_argument("--label", "-l", choices=["latest"], default="latest")
+        cli.add_list_and_show(verbs, "model", "a")
 
     def handle(self, *args: Any, verb: str, **options: Any) -> None:
         getattr(self, f"_{verb}")(options)
@@ -103,28 +97,12 @@ class Command(BaseCommand):
         cli.emit(self.stdout, model_dict(model), options, TABLE_COLUMNS)
 
     def _list(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        if options["name"]:
-            models = ModelAsset.objects.filter(
-                workspace=workspace, name=options["name"]
-            )
-            models = models.select_related("created_by").order_by("-version")
-        else:
-            models = latest_versions(ModelAsset, workspace)
-        rows = []
-        for model in models:
-            model.workspace = workspace
-            rows.append(model_dict(model))
-        cli.emit(self.stdout, rows, options, TABLE_COLUMNS)
+        cli.list_versions(self.stdout, options, ModelAsset, model_dict, TABLE_COLUMNS)
 
     def _show(self, options: dict[str, Any]) -> None:
-        workspace = cli.Caller.from_options(options).workspace()
-        reference = options["name"]
-        if options["version"]:
-            reference = f"{reference}:{options['version']}"
-        with cli.service_errors({"model": ""}):
-            model = resolve_versioned(ModelAsset, "model", workspace, reference)
-        cli.emit(self.stdout, model_dict(model), options, TABLE_COLUMNS)
+        cli.show_version(
+            self.stdout, options, ModelAsset, "model", model_dict, TABLE_COLUMNS
+        )
 
 
 def model_dict(model: ModelAsset) -> dict[str, Any]:
