@@ -111,7 +111,8 @@ def test_it_ignores_a_task_delivered_again_after_the_job_ended(
 
 
 def test_it_ignores_a_task_whose_job_was_deleted(db):
-    run_job_task(987654)
+    assert run_job_task(987654) is None
+    assert not Job.objects.exists()
 
 
 def test_it_fails_a_job_whose_deployment_revision_was_deleted(cast):
