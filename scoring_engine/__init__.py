@@ -19,10 +19,14 @@ from .errors import (
     ScriptError,
     SpecError,
 )
-from .orchestrator import JobResult, JobSpec, plan_job, run_job
-from .state import Progress
+from .instance import run_instance
+from .orchestrator import JobResult, LedgerFactory, run_job
+from .spec import JobSpec, plan_job
+from .state import BatchState, Claim, MiniBatchLedger, Progress
 
 __all__ = [
+    "BatchState",
+    "Claim",
     "DeploymentSpec",
     "EngineError",
     "EnvironmentBuildError",
@@ -31,6 +35,8 @@ __all__ = [
     "JobFolderError",
     "JobResult",
     "JobSpec",
+    "LedgerFactory",
+    "MiniBatchLedger",
     "ModelSpec",
     "Progress",
     "ScriptError",
@@ -40,5 +46,6 @@ __all__ = [
     "load_deployment",
     "parse_deployment",
     "plan_job",
+    "run_instance",
     "run_job",
 ]

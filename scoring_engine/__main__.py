@@ -12,7 +12,8 @@ from .config import parse_assignments
 from .deployment import apply_overrides, load_deployment
 from .errors import EngineError
 from .node import node_name
-from .orchestrator import INPUT_MODES, JobSpec, run_job
+from .orchestrator import run_job
+from .spec import INPUT_MODES, JobSpec
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 

@@ -24,7 +24,7 @@ from .config import Settings
 from .errors import ScriptError
 from .jobfolder import JobFolder, LogFile, timestamp
 from .partition import MiniBatch
-from .state import BatchState, Claim, Ledger
+from .state import BatchState, Claim, MiniBatchLedger
 
 HOST_SCRIPT = Path(__file__).with_name("host.py")
 # How long a host gets to exit after `shutdown` before it is killed.
@@ -168,7 +168,7 @@ class Agent:
         process: str,
         command: ScoringCommand,
         batches: Sequence[MiniBatch],
-        ledger: Ledger,
+        ledger: MiniBatchLedger,
         folder: JobFolder,
         report: Callable[[AttemptRecord], None],
         note_error: Callable[[str, str], None],
@@ -420,6 +420,7 @@ def start_agent_threads(
             # Hosts die with the thread that started them (PR_SET_PDEATHSIG),
             # so the same thread must ask for their shutdown().
             agent.shutdown()
+            agent.ledger.thread_done()
 
     threads = [
         threading.Thread(target=body, args=(agent,), name=agent.process, daemon=True)

@@ -327,6 +327,12 @@ def _local_path(field_name: str, value: Any, base_dir: Path) -> Path:
     if "\0" in text:
         raise SpecError(f"{field_name}: {show_value(text)} holds a NUL character")
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(
+            f"{field_name}: {show_value(text)} is not valid UTF-8 text"
+        ) from None
+    try:
         return (base_dir / text).resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
         raise SpecError(f"{field_name}: cannot resolve {show_value(text)}") from exc

@@ -3,60 +3,25 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .agent import (
-    Agent,
-    AttemptRecord,
-    ScoringCommand,
-    processed_row,
-    start_agent_threads,
-)
 from .checkpoint import Checkpoint
-from .config import Settings
-from .deployment import DeploymentSpec
-from .environments import prepare_python
-from .errors import EngineError, EnvironmentBuildError, ScriptError
-from .jobfolder import (
-    PROCESSED_COLUMNS,
-    CsvLog,
-    JobFolder,
-    LogFile,
-    timestamp,
-    write_atomic,
-)
-from .monitor import ResourceMonitor
+from .errors import EnvironmentBuildError
+from .instance import Instance
+from .jobfolder import JobFolder, LogFile, timestamp, write_atomic
 from .output import OrderedOutput
-from .partition import MiniBatch, list_input_files, partition_files, partition_tabular
-from .state import BatchState, Ledger, Progress
+from .partition import MiniBatch
+from .spec import JobSpec, plan_job, scoring_command
+from .state import Ledger, MiniBatchLedger, Progress
 
-BUILTIN_SCORER = Path(__file__).with_name("mlflow_scorer.py")
-INPUT_MODES = ("files", "tabular")
 # Summaries are rewritten at most this often while a job runs.
 _PROGRESS_EVERY_S = 1.0
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything one job needs; paths and node name arrive explicitly."""
-
-    name: str
-    deployment: DeploymentSpec
-    input_path: Path
-    job_dir: Path
-    node: str
-    env_cache: Path
-    input_mode: str = "files"
-    input_glob: str | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return self.deployment.settings
+# Makes a job's ledger from its mini-batches' item counts and its tries.
+LedgerFactory = Callable[[Sequence[int], int], MiniBatchLedger]
 
 
 @dataclass(frozen=True)
@@ -94,34 +59,26 @@ class JobResult:
         return line
 
 
-def plan_job(spec: JobSpec) -> list[MiniBatch]:
-    """Resolve and partition the input; raises before anything is created."""
-    if spec.input_mode not in INPUT_MODES:
-        raise EngineError(
-            f"input type must be one of {', '.join(INPUT_MODES)},"
-            f" not {spec.input_mode!r}"
-        )
-    files = list_input_files(spec.input_path, spec.input_glob)
-    if spec.input_mode == "tabular":
-        return partition_tabular(files, spec.settings.mini_batch_size)
-    return partition_files(files, spec.settings.mini_batch_size)
-
-
 def run_job(
     spec: JobSpec,
     *,
     should_cancel: Callable[[], bool] = lambda: False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     resume: bool = False,
+    ledger_factory: LedgerFactory | None = None,
+    processes: int | None = None,
 ) -> JobResult:
     """Run one job to its end and write its whole job folder.
 
     With `resume`, the job folder of an earlier, unfinished run is reused:
     mini-batches already committed to the output are kept, the rest run.
     `should_cancel` and `on_progress` are called about once a second from
-    this thread. Raises SpecError, InputError or JobFolderError before
-    anything starts; every later failure is written to the job folder and
-    returned as a failed JobResult.
+    this thread. `ledger_factory` makes the mini-batch ledger: another one
+    lets other nodes claim from it too (see instance.run_instance), and then
+    this node runs `processes` scoring processes, not all the job's
+    instance_count x max_concurrency_per_instance. Raises SpecError,
+    InputError or JobFolderError before anything starts; every later failure
+    is written to the job folder and returned as a failed JobResult.
     """
     batches = plan_job(spec)
     size = str(spec.settings.mini_batch_size)
@@ -136,7 +93,9 @@ def run_job(
         folder = JobFolder.create(spec.job_dir)
         checkpoint = Checkpoint(total=len(batches), mini_batch_size=size)
         checkpoint.save(folder.checkpoint)
-    orchestrator = Orchestrator(spec, folder, batches, checkpoint)
+    orchestrator = Orchestrator(
+        spec, folder, batches, checkpoint, ledger_factory, processes
+    )
     return orchestrator.run(should_cancel, on_progress)
 
 
@@ -149,24 +108,23 @@ class Orchestrator:
         folder: JobFolder,
         batches: Sequence[MiniBatch],
         checkpoint: Checkpoint,
+        ledger_factory: LedgerFactory | None = None,
+        processes: int | None = None,
     ) -> None:
         self.spec = spec
         self.folder = folder
         self.batches = batches
         settings = spec.settings
-        self.ledger = Ledger([b.item_count for b in batches], settings.tries)
+        self.processes = processes or (
+            settings.instance_count * settings.max_concurrency_per_instance
+        )
+        self.ledger = (ledger_factory or Ledger)(
+            [b.item_count for b in batches], settings.tries
+        )
         self.driver = LogFile(folder.driver_log)
         self.master = LogFile(folder.master_log)
-        self.processed = CsvLog(folder.processed_csv, PROCESSED_COLUMNS)
-        self.user_errors: LogFile | None = None
-        self.stop_event = threading.Event()
-        self.agents: list[Agent] = []
-        self.threads: list[threading.Thread] = []
-        self.monitor: ResourceMonitor | None = None
+        self.instance: Instance | None = None
         self.started = time.monotonic()
-        self.first_error = ("", "")
-        self.fatal: tuple[str, str] | None = None
-        self._lock = threading.Lock()
         self.checkpoint = checkpoint
         self.ledger.restore(
             checkpoint.next_index,
@@ -208,12 +166,21 @@ class Orchestrator:
         # The caller's heartbeat: building an environment can take a while.
         on_progress(self.ledger.progress())
         try:
-            command = self._scoring_command()
+            command = scoring_command(self.spec, self.folder, self.driver)
         except EnvironmentBuildError as exc:
             log = self.folder.relative(self.folder.environment_log)
             return self.finish("failed", exc.message, log)
         on_progress(self.ledger.progress())
-        self._start_agents(command)
+        self.instance = Instance(
+            self.spec,
+            self.folder,
+            self.batches,
+            self.ledger,
+            command,
+            self.processes,
+            self.master,
+        )
+        self.instance.start()
         while True:
             now = time.monotonic()
             seen = self.ledger.generation
@@ -234,11 +201,16 @@ class Orchestrator:
 
         Returns (final status, cause, log) once the job must end, else ("", "", "").
         """
-        self.ledger.expire(now)
+        for claim in self.ledger.expire(now):
+            self.master.write(
+                f"mini-batch {claim.index} attempt {claim.attempt} on {claim.agent}"
+                " lost: its node stopped reporting; counted as a failed attempt"
+            )
         self.output.assemble()
         progress = self.ledger.progress()
-        if self.fatal:
-            return ("failed", *self.fatal)
+        cause = self.ledger.stop_cause
+        if cause:
+            return ("failed", *cause)
         breach = self._threshold_breach(progress)
         if breach:
             return "failed", breach, self.first_error[1]
@@ -248,16 +220,9 @@ class Orchestrator:
 
     def finish(self, status: str, error: str = "", error_log: str = "") -> JobResult:
         """Stop agents, complete the output, write the result files."""
-        if self.monitor is not None:
-            self.monitor.stop()
-        self.stop_event.set()
         self.ledger.stop()
-        if status != "completed":
-            for agent in self.agents:
-                if agent.host is not None:
-                    agent.host.terminate()
-        for thread in self.threads:
-            thread.join(timeout=30)
+        if self.instance is not None:
+            self.instance.stop(kill=status != "completed")
         self.output.assemble(final=True)
         self.output.close()
         if status == "completed":
@@ -280,100 +245,19 @@ class Orchestrator:
         self._write_result(result, progress)
         return result
 
-    def _scoring_command(self) -> ScoringCommand:
-        deployment = self.spec.deployment
-        requirements = (
-            deployment.environment.python_requirements if deployment.environment else ()
-        )
-        python = prepare_python(
-            requirements, self.spec.env_cache, self.folder.environment_log
-        )
-        self.driver.write(f"Scoring processes run {python}")
-        if deployment.uses_builtin_scorer:
-            script, code_dir = BUILTIN_SCORER, None
-        else:
-            code_dir = deployment.code_dir
-            script = code_dir / deployment.scoring_script  # type: ignore[operator]
-        return ScoringCommand(
-            python=python,
-            script=script,
-            code_dir=code_dir,
-            model_dir=deployment.model.path if deployment.model else None,
-            settings=self.spec.settings,
-            script_args=script_arguments(self.spec.settings),
-        )
-
-    def _start_agents(self, command: ScoringCommand) -> None:
-        settings = self.spec.settings
-        count = settings.instance_count * settings.max_concurrency_per_instance
-        self.agents = [
-            Agent(
-                node=self.spec.node,
-                process=f"process{number:03d}",
-                command=command,
-                batches=self.batches,
-                ledger=self.ledger,
-                folder=self.folder,
-                report=self._record,
-                note_error=self._note_error,
-            )
-            for number in range(min(count, len(self.batches)) or 1)
-        ]
-        self.monitor = ResourceMonitor(
-            self.folder.perf_dir(self.spec.node),
-            settings.resource_monitor_interval,
-            watched_pids=lambda: {a.pid: a.process for a in self.agents if a.pid},
-            disk_path=self.folder.root,
-        )
-        self.monitor.start()
-        self.master.write(
-            f"Starting {len(self.agents)} scoring processes on node {self.spec.node}"
-        )
-        self.threads = start_agent_threads(
-            self.agents, self.stop_event, self._agent_failed
-        )
-
-    def _record(self, record: AttemptRecord) -> None:
-        """Called from agent threads after every attempt."""
-        self.processed.append(processed_row(self.spec.node, record))
-        what = f"mini-batch {record.index} attempt {record.attempt} on {record.process}"
-        if record.error:
-            retry = {
-                BatchState.PENDING: "will retry",
-                BatchState.FAILED: "no tries left",
-                None: "cut short by the job's end, not counted",
-            }[record.outcome]
-            self.master.write(f"{what} failed ({retry}): {record.error}")
-        else:
-            self.master.write(
-                f"{what} {record.outcome or 'stale, ignored'}: {record.succeeded_items}"
-                f"/{record.total_items} items in {record.duration_s:.3f} s"
-            )
-
-    def _note_error(self, what: str, log: str) -> None:
-        """Called from agent threads for every failed attempt, before the ledger."""
-        with self._lock:
-            if self.user_errors is None:
-                self.user_errors = LogFile(self.folder.user_error_summary)
-            if not self.first_error[0]:
-                self.first_error = (what, log)
-        self.user_errors.write(f"{what} (full trace in {log})")
-
-    def _agent_failed(self, agent: Agent, exc: Exception) -> None:
-        """An agent cannot go on: its script cannot init(), or the agent broke."""
-        if self.stop_event.is_set():
-            return
-        if isinstance(exc, ScriptError):
-            cause = f"init() failed: {exc.message}"
-            log = self.folder.relative(agent.error_log.path)
-        else:
-            cause = f"scoring agent {agent.process} failed: {type(exc).__name__}: {exc}"
-            log = self.folder.relative(self.folder.master_log)
-        self.master.write(f"{agent.process} cannot score: {cause}")
-        with self._lock:
-            if self.fatal is None:
-                self.fatal = (cause, log)
-        self.ledger.stop()
+    @property
+    def first_error(self) -> tuple[str, str]:
+        """The job's first failed attempt (what, log); other nodes' from the summary."""
+        if self.instance is not None and self.instance.first_error[0]:
+            return self.instance.first_error
+        try:
+            with self.folder.user_error_summary.open(encoding="utf-8") as summary:
+                first = summary.readline().rstrip("\n")
+        except FileNotFoundError:
+            return "", ""
+        # "<stamp> <what> (full trace in <log>)", as Instance writes it.
+        what, _, log = first.partition(" ")[2].rpartition(" (full trace in ")
+        return what, log.removesuffix(")")
 
     def _threshold_breach(self, progress: Progress) -> str:
         settings = self.spec.settings
@@ -447,21 +331,5 @@ class Orchestrator:
             write_atomic(self.folder.job_error, f"{result.error}\nLook at: {look_at}\n")
         self.master.write(f"Job {result.status}: {result.summary_line()}")
         self.driver.write(f"Job {result.status}. {result.summary_line()}")
-        for log in (self.driver, self.master, self.processed, self.user_errors):
-            if log is not None:
-                log.close()
-
-
-def script_arguments(settings: Settings) -> tuple[str, ...]:
-    """The job's settings as the scoring script's command line, Azure style."""
-    return (
-        "--logging_level", settings.logging_level,
-        "--mini_batch_size", str(settings.mini_batch_size),
-        "--output_action", settings.output_action,
-        "--output_file_name", settings.output_file_name,
-        "--error_threshold", str(settings.error_threshold),
-        "--max_retries", str(settings.max_retries),
-        "--timeout", f"{settings.timeout:g}",
-        "--instance_count", str(settings.instance_count),
-        "--max_concurrency_per_instance", str(settings.max_concurrency_per_instance),
-    )  # fmt: skip
+        for log in (self.driver, self.master):
+            log.close()

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from .checkpoint import Checkpoint
 from .jobfolder import JobFolder
-from .state import BatchState, Ledger
+from .state import BatchState, MiniBatchLedger
 
 CHECKPOINT_EVERY_S = 0.5
 
@@ -25,7 +25,7 @@ class OrderedOutput:
         path: Path | None,
         folder: JobFolder,
         checkpoint: Checkpoint,
-        ledger: Ledger,
+        ledger: MiniBatchLedger,
         total: int,
     ) -> None:
         self.folder = folder

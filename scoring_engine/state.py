@@ -1,8 +1,8 @@
 """The mini-batch ledger: claims, attempts, outcomes, counts; the truth of progress.
 
-One small interface (`claim`, `succeed`, `fail`, `expire`, `progress`) so a
-job can later keep it in a database shared by many nodes; this implementation
-lives in the orchestrator's memory and is shared by its agent threads.
+One small interface (`MiniBatchLedger`) so a job spread over several nodes
+can keep it in a database they share (the studio does); `Ledger` lives in the
+orchestrator's memory and is shared by its agent threads.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class BatchState(StrEnum):
@@ -51,6 +52,38 @@ class Progress:
         return self.processed == self.total
 
 
+class MiniBatchLedger(Protocol):
+    """What agents, the ordered output and the orchestrator need of a ledger.
+
+    `stop(cause)` ends claiming for every agent on every node; a cause
+    (message, log to open) fails the job. `expire` is the orchestrator's
+    periodic sweep for attempts whose agent was lost. `thread_done` is called
+    by each agent thread as it ends, to release what the ledger held for it.
+    """
+
+    def claim(
+        self, agent: str, now: float, lease: float | None = None
+    ) -> Claim | None: ...
+    def succeed(
+        self, claim: Claim, items_succeeded: int, items_failed: int
+    ) -> bool: ...
+    def fail(self, claim: Claim) -> BatchState | None: ...
+    def expire(self, now: float) -> list[Claim]: ...
+    def stop(self, cause: tuple[str, str] | None = None) -> None: ...
+    @property
+    def stop_cause(self) -> tuple[str, str] | None: ...
+    def outcome(self, index: int) -> tuple[BatchState, int, int]: ...
+    def restore(self, done: int, failed: int, items: tuple[int, int]) -> None: ...
+    def progress(self) -> Progress: ...
+    @property
+    def generation(self) -> int: ...
+    def wait_for_change(self, seen: int, timeout: float) -> None: ...
+    def wait_for_work(self, timeout: float) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def thread_done(self) -> None: ...
+
+
 @dataclass
 class _Entry:
     item_count: int
@@ -80,6 +113,7 @@ class Ledger:
         self._items_succeeded = 0
         self._items_failed = 0
         self._stopped = False
+        self._stop_cause: tuple[str, str] | None = None
         # Bumped on every change, so a waiter that looked at the ledger can
         # tell whether anything happened since, without missing a wake-up.
         self._generation = 0
@@ -138,11 +172,21 @@ class Ledger:
                     self._fail_attempt(index, entry)
         return expired
 
-    def stop(self) -> None:
-        """No more claims: the job is ending."""
+    def stop(self, cause: tuple[str, str] | None = None) -> None:
+        """No more claims: the job is ending; a cause (the first kept) fails it."""
         with self._changed:
             self._stopped = True
+            if self._stop_cause is None:
+                self._stop_cause = cause
             self._notify()
+
+    @property
+    def stop_cause(self) -> tuple[str, str] | None:
+        with self._changed:
+            return self._stop_cause
+
+    def thread_done(self) -> None:
+        """Nothing is held per thread here."""
 
     def state(self, index: int) -> BatchState:
         with self._changed:

@@ -143,6 +143,9 @@ STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 24 * 3600)
 # A running job whose heartbeat is older than this is taken back and resumed
 # (its worker died). Keep it above the longest scoring-environment build.
 STUDIO_JOB_STALE_S = env_int("STUDIO_JOB_STALE_S", 60)
+# A node helping with a job (instance_count > 1) that has not reported for
+# this long is lost: its in-flight mini-batches are tried again elsewhere.
+STUDIO_INSTANCE_STALE_S = env_int("STUDIO_INSTANCE_STALE_S", 30)
 # Seconds between a worker node's heartbeats (the Compute page).
 STUDIO_NODE_HEARTBEAT_S = env_int("STUDIO_NODE_HEARTBEAT_S", 10)
 # An MLflow tracking server or registry to import models from (empty = off).

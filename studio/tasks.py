@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .models import Job, JobStatus
 from .nodes import this_node
-from .services import jobs
+from .services import instances, jobs
 from .services.endpoints import finish_endpoint_deletion
 
 
@@ -31,9 +31,22 @@ def run_job_task(job_id: int) -> None:
         jobs.execute_job(job)
 
 
+def run_instance_task(
+    job_id: int, run: int, number: int, redeliveries: int = 0
+) -> None:
+    """Help score run `run` of a job spread over nodes, as its instance `number`."""
+    instances.help_with_job(
+        job_id, run, number, this_node(), jobs.job_spec, redeliveries
+    )
+
+
 def recover_stale_jobs(stale_s: float | None = None) -> list[str]:
-    """Scheduled every minute: resume the running jobs whose worker died."""
-    return jobs.recover_stale_jobs(stale_s)
+    """Scheduled every minute: resume the running jobs whose worker died, and
+    enqueue again the queued jobs whose task was lost; the jobs' names."""
+    # Lost tasks first: a job this call takes back from a dead worker is
+    # enqueued by it, and needs no second task.
+    lost = jobs.requeue_lost_queued_jobs(stale_s)
+    return lost + jobs.recover_stale_jobs(stale_s)
 
 
 def delete_endpoint_task(endpoint_id: int) -> None:

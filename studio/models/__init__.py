@@ -6,6 +6,7 @@ from .assets import DataAsset, Environment, ModelAsset
 from .compute import Node
 from .endpoints import BatchDeployment, BatchEndpoint, EndpointState
 from .jobs import Job, JobStatus
+from .runs import JobRun, RunBatch, RunInstance
 from .tokens import ApiToken
 from .workspace import Membership, Role, Workspace
 
@@ -17,10 +18,13 @@ __all__ = [
     "EndpointState",
     "Environment",
     "Job",
+    "JobRun",
     "JobStatus",
     "Membership",
     "ModelAsset",
     "Node",
     "Role",
+    "RunBatch",
+    "RunInstance",
     "Workspace",
 ]

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from scoring_engine import (
@@ -30,6 +31,7 @@ from scoring_engine.config import OVERRIDABLE
 from .. import storage
 from ..models import Job, JobStatus
 from ..nodes import this_node
+from . import instances
 from .endpoints import deployment_spec, setting_error
 
 logger = logging.getLogger(__name__)
@@ -201,6 +203,34 @@ def recover_stale_jobs(stale_s: float | None = None) -> list[str]:
     return recovered
 
 
+def requeue_lost_queued_jobs(stale_s: float | None = None) -> list[str]:
+    """Enqueue again the queued jobs whose task the broker lost; their names.
+
+    The Redis broker keeps no copy of a task once it was handed out, and one
+    restarted without persistence forgets what it held: such a job would
+    stay queued for ever. A job queued longer than the stale threshold while
+    the broker's queue is empty gets a new task.
+
+    Duplicates are harmless (the claim is a conditional UPDATE, the extra
+    task finds the job claimed and returns), which is why `created_at` is
+    good enough as the time the job was queued: a resumed or taken-back job
+    keeps its old one, and one whose task is in a cluster's hands but not
+    yet running (prefetched behind busy workers) is enqueued once more. The
+    duplicate then waits in the queue, so the next call adds none.
+    """
+    if get_broker().queue_size():
+        return []
+    lost = list(
+        Job.objects.filter(
+            status=JobStatus.QUEUED, created_at__lt=stale_cutoff(stale_s)
+        ).only("name")
+    )
+    for job in lost:
+        logger.warning("job %s: queued with no task waiting; enqueued again", job.name)
+        _enqueue(job.pk)
+    return [job.name for job in lost]
+
+
 def _enqueue(job_id: int) -> None:
     transaction.on_commit(lambda: async_task("studio.tasks.run_job_task", job_id))
 
@@ -264,12 +294,17 @@ def execute_job(job: Job) -> None:
         if not job.beat():
             logger.warning("job %s: taken over while its input was fetched", job.name)
             return
+        spread = instances.shared_ledger(job, spec)
         result = run_job(
             spec,
             should_cancel=lambda: not owned or _cancel_requested(job.pk),
             on_progress=on_progress,
             resume=_has_checkpoint(job),
+            ledger_factory=spread,
+            processes=spec.settings.max_concurrency_per_instance if spread else None,
         )
+        if spread:
+            instances.end_run(job)
     except EngineError as exc:
         job.finish(JobStatus.FAILED, str(exc))
         return
@@ -289,12 +324,19 @@ def execute_job(job: Job) -> None:
 
 def _job_spec(job: Job) -> JobSpec:
     input_path = Path(job.input_path) if job.input_path else _fetch_url(job)
+    return job_spec(job, this_node(), input_path)
+
+
+def job_spec(job: Job, node: str, input_path: Path | None = None) -> JobSpec:
+    """The engine's spec of `job` on `node`; a URL input is where it was fetched to."""
+    if input_path is None:
+        input_path = Path(job.input_path) if job.input_path else _url_input_folder(job)
     return JobSpec(
         name=job.name,
         deployment=apply_overrides(deployment_spec(job.deployment), job.overrides),
         input_path=input_path,
         job_dir=Path(job.job_dir),
-        node=this_node(),
+        node=node,
         env_cache=Path(settings.STUDIO_ENV_CACHE),
     )
 
@@ -306,7 +348,7 @@ def _cancel_requested(job_id: int) -> bool:
 def _fetch_url(job: Job) -> Path:
     """Download a URL input into the workspace's inputs folder."""
     url = job.input.get("url", "")
-    target = storage.datastore(job.workspace.name, "inputs", job.name)
+    target = _url_input_folder(job)
     target.mkdir(parents=True, exist_ok=True)
     file_name = Path(urlparse(url).path).name or "input"
     destination = target / file_name
@@ -317,3 +359,7 @@ def _fetch_url(job: Job) -> Path:
     except OSError as exc:
         raise EngineError(f"cannot download input {url}: {exc}") from exc
     return target
+
+
+def _url_input_folder(job: Job) -> Path:
+    return storage.datastore(job.workspace.name, "inputs", job.name)

@@ -148,9 +148,9 @@ def manage(*args: str, timeout: float = 180) -> str:
     return done.stdout
 
 
-def on_node(function: str) -> str:
-    """Call one of this module's node-side functions in `manage.py shell`."""
-    return manage("shell", "-c", f"from {__name__} import {function}; {function}()")
+def on_node(function: str, module: str = __name__) -> str:
+    """Call a node-side function of `module` (this one) in `manage.py shell`."""
+    return manage("shell", "-c", f"from {module} import {function}; {function}()")
 
 
 def seed() -> None:

@@ -14,13 +14,19 @@ import pytest
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.conf import Conf
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
+from django_q.tasks import async_task
 
 from studio import tasks
 from studio.models import Job, JobStatus
 from studio.services.invoke import invoke
-from studio.services.jobs import recover_stale_jobs, requeue_stale_job
+from studio.services.jobs import (
+    recover_stale_jobs,
+    requeue_lost_queued_jobs,
+    requeue_stale_job,
+)
 from studio.tasks import run_job_task
 from tests.studio.test_cluster import descendants, qcluster
 from tests.studio.test_jobs_delivery import processed_mini_batches
@@ -116,6 +122,82 @@ def test_a_stale_job_whose_cancel_was_requested_ends_canceled(
     assert job.finished_at is not None
     assert job.error.startswith("canceled by request")
     assert not callbacks
+
+
+def queued_job(cast, queued_s_ago: float, **fields) -> Job:
+    """A queued job row created `queued_s_ago` seconds ago."""
+    job = make_job(cast.workspace, **fields)
+    created = timezone.now() - timedelta(seconds=queued_s_ago)
+    Job.objects.filter(pk=job.pk).update(created_at=created)  # not auto_now_add
+    return job
+
+
+def enqueued_jobs() -> list[int]:
+    """The job ids of the run_job_task tasks waiting in the ORM broker's queue."""
+    return [
+        task.task["args"][0]
+        for task in OrmQ.objects.all()
+        if task.task["func"] == "studio.tasks.run_job_task"
+    ]
+
+
+def test_a_queued_job_whose_task_was_lost_is_enqueued_again(
+    cast, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", False)  # enqueue only
+    lost = queued_job(cast, queued_s_ago=61)
+    recent = queued_job(cast, queued_s_ago=5)
+    running_job(cast, beat_s_ago=5)
+    assert get_broker().queue_size() == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.recover_stale_jobs() == [lost.name]
+
+    assert enqueued_jobs() == [lost.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        # Its task is waiting now: nothing is lost, nothing more enqueued.
+        assert tasks.recover_stale_jobs() == []
+    assert enqueued_jobs() == [lost.pk]
+    assert Job.objects.get(pk=recent.pk).status == JobStatus.QUEUED
+
+
+def test_queued_jobs_are_left_alone_while_tasks_wait_in_the_queue(
+    cast, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    behind = queued_job(cast, queued_s_ago=120)
+    first = queued_job(cast, queued_s_ago=120)
+    async_task("studio.tasks.run_job_task", first.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert requeue_lost_queued_jobs() == []
+        assert requeue_lost_queued_jobs(stale_s=3600) == []
+    assert enqueued_jobs() == [first.pk]
+
+    OrmQ.objects.all().delete()  # as if the broker restarted empty
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sorted(requeue_lost_queued_jobs()) == sorted([behind.name, first.name])
+    assert sorted(enqueued_jobs()) == sorted([behind.pk, first.pk])
+
+
+def test_a_lost_task_is_run_and_a_duplicate_finds_the_job_claimed(
+    cast, django_capture_on_commit_callbacks
+):
+    endpoint = deploy_script(cast.workspace, cast.owner, "ok.py", mini_batch_size=1)
+    with django_capture_on_commit_callbacks():  # the invoke's task: lost
+        job = invoke(endpoint, cast.contributor, data_asset="texts:1")
+    Job.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(seconds=61)
+    )
+
+    # Inline tasks (the fixture's sync mode): the recovery runs the job.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.recover_stale_jobs() == [job.name]
+    run_job_task(job.pk)  # the lost task, delivered late after all
+
+    job.refresh_from_db()
+    assert (job.status, job.runs, job.mini_batches_succeeded) == ("completed", 1, 6)
+    assert processed_mini_batches(job) == {i: 1 for i in range(6)}
 
 
 def test_the_recovery_is_scheduled_every_minute(db):

@@ -1,0 +1,85 @@
+"""One job over two nodes: an orchestrator and a helping instance share a ledger."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import threading
+
+from scoring_engine import JobSpec, load_deployment, run_instance, run_job
+from scoring_engine.state import Ledger
+from tests.conftest import write_deployment
+from tests.engine.test_run_job import make_spec
+
+
+def helped_by(spec_b: JobSpec, threads: list[threading.Thread]):
+    """A ledger factory that also starts node B's instance on the new ledger."""
+
+    def factory(item_counts, tries) -> Ledger:
+        ledger = Ledger(item_counts, tries)
+        thread = threading.Thread(target=run_instance, args=(spec_b, ledger))
+        thread.start()
+        threads.append(thread)
+        return ledger
+
+    return factory
+
+
+def test_a_job_spreads_over_two_nodes_each_logging_under_its_own_folder(
+    tmp_path, text_inputs
+):
+    spec = make_spec(
+        tmp_path,
+        text_inputs,
+        "rendezvous.py",
+        mini_batch_size=1,
+        resource_monitor_interval=1,
+        environment_variables={
+            "RENDEZVOUS_DIR": str(tmp_path / "peers"),
+            "PEERS": "2",
+        },
+    )
+    spec_b = dataclasses.replace(spec, node="node-b")
+    threads: list[threading.Thread] = []
+
+    result = run_job(spec, ledger_factory=helped_by(spec_b, threads), processes=1)
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert result.status == "completed", result.error
+    assert result.items_succeeded == 12
+    output = (tmp_path / "job/outputs/predictions.csv").read_text().splitlines()
+    assert output == [f"file_{n:03d}.txt" for n in range(12)]
+    job = tmp_path / "job/logs"
+    assert {p.name for p in (job / "sys/node").iterdir()} == {"node-a", "node-b"}
+    assert {p.name for p in (job / "perf").iterdir()} == {"node-a", "node-b"}
+    with open(job / "sys/job_report/processed_mini-batches.csv") as report:
+        rows = list(csv.DictReader(report))
+    assert {row["node"] for row in rows} == {"node-a", "node-b"}
+    assert sorted(int(row["mini_batch"]) for row in rows) == list(range(12))
+    driver = (tmp_path / "job/azureml-logs/70_driver_log.txt").read_text()
+    assert "Node node-b joined the job" in driver
+    assert "Node node-b left the job" in driver
+
+
+def test_a_node_that_cannot_init_fails_the_whole_job_with_its_cause(
+    tmp_path, text_inputs
+):
+    spec = make_spec(
+        tmp_path, text_inputs, "slow_until_fixed.py", mini_batch_size=1,
+        environment_variables={"SLEEP_S": "0.2"},
+    )  # fmt: skip
+    broken = load_deployment(
+        write_deployment(tmp_path / "b", "bad_init.py", mini_batch_size=1)
+    )
+    spec_b = dataclasses.replace(spec, node="node-b", deployment=broken)
+    threads: list[threading.Thread] = []
+
+    result = run_job(spec, ledger_factory=helped_by(spec_b, threads), processes=1)
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert result.status == "failed"
+    assert "model.pkl not found" in result.error
+    assert result.error_log == "logs/user/error/node-b/process000.txt"
+    assert not any(thread.is_alive() for thread in threads)
