@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from scoring_engine.node import node_name
 
-from .models import Job, JobStatus, Node, Workspace
+from .models import Job, JobStatus, Node, RunBatch, RunInstance, Workspace
 from .models.compute import heartbeat_interval
 
 logger = logging.getLogger(__name__)
@@ -103,20 +103,59 @@ def start_heartbeat() -> bool:
 
 
 def nodes_with_running_jobs(workspace: Workspace) -> list[Node]:
-    """Every node, each with `.running_jobs`: the workspace's jobs running on it.
+    """Every node, with what runs on it now.
 
-    Two queries whatever the number of nodes and jobs.
+    Each node gets `.running_jobs` (the workspace's jobs it orchestrates or
+    helps with), `.scoring_processes` and `.mini_batches_running` (over all
+    workspaces: the machine is shared). Four queries whatever the number of
+    nodes and jobs.
     """
     nodes = list(Node.objects.all())
-    running: dict[str, list[Job]] = {node.name: [] for node in nodes}
-    jobs = (
-        Job.objects.for_workspace(workspace)
-        .filter(status=JobStatus.RUNNING, node__in=running)
-        .only("name", "node", "started_at")
-        .order_by("started_at", "id")
-    )
-    for job in jobs:
-        running[job.node].append(job)
+    by_name = {node.name: node for node in nodes}
     for node in nodes:
-        node.running_jobs = running[node.name]
+        node.running_jobs, node.scoring_processes, node.mini_batches_running = [], 0, 0
+    jobs = {
+        job.pk: job
+        for job in Job.objects.filter(status=JobStatus.RUNNING)
+        .only(
+            "name",
+            "node",
+            "started_at",
+            "workspace_id",
+            "settings",
+            "runs",
+            "mini_batches_running",
+        )  # fmt: skip
+        .order_by("started_at", "id")
+    }
+    # Nodes taking part in the current run of a job spread over several.
+    helpers: dict[int, list[str]] = {}
+    for job_id, taking_part, run in RunInstance.objects.filter(
+        job_run__job_id__in=jobs, job_run__stopped=False, lost=False, left_at=None
+    ).values_list("job_run__job_id", "node", "job_run__run"):
+        if jobs[job_id].runs == run:
+            helpers.setdefault(job_id, []).append(taking_part)
+    running = RunBatch.objects.filter(
+        job_run__job_id__in=helpers, job_run__stopped=False, state="running"
+    ).values_list("node", flat=True)
+    for scoring_node in running:
+        if scoring_node in by_name:
+            by_name[scoring_node].mini_batches_running += 1
+    for job in jobs.values():
+        spread = helpers.get(job.pk)
+        settings_ = job.settings or {}
+        per_node = int(settings_.get("max_concurrency_per_instance", 1))
+        for name in spread or [job.node]:
+            node = by_name.get(name)
+            if node is None:
+                continue
+            if spread:
+                node.scoring_processes += per_node
+            else:
+                node.scoring_processes += per_node * int(
+                    settings_.get("instance_count", 1)
+                )
+                node.mini_batches_running += job.mini_batches_running
+            if job.workspace_id == workspace.pk:
+                node.running_jobs.append(job)
     return nodes

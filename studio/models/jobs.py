@@ -70,6 +70,8 @@ class Job(models.Model):
     mini_batches_total = models.PositiveIntegerField(default=0)
     mini_batches_succeeded = models.PositiveIntegerField(default=0)
     mini_batches_failed = models.PositiveIntegerField(default=0)
+    # In progress at the last report, on every node (the Compute page).
+    mini_batches_running = models.PositiveIntegerField(default=0)
     items_succeeded = models.PositiveIntegerField(default=0)
     items_failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -162,7 +164,8 @@ class Job(models.Model):
         return bool(self._this_run().update(heartbeat_at=self.heartbeat_at))
 
     def record_progress(self, total: int, succeeded: int, failed: int,
-                        items_succeeded: int, items_failed: int) -> bool:  # fmt: skip
+                        items_succeeded: int, items_failed: int,
+                        running: int = 0) -> bool:  # fmt: skip
         """Store the counts and the heartbeat in one UPDATE.
 
         False when the job was taken from this run (its heartbeat was stale):
@@ -173,9 +176,11 @@ class Job(models.Model):
         self.mini_batches_failed = failed
         self.items_succeeded = items_succeeded
         self.items_failed = items_failed
+        self.mini_batches_running = running
         self.heartbeat_at = timezone.now()
         return bool(
             self._this_run().update(
+                mini_batches_running=running,
                 mini_batches_total=total,
                 mini_batches_succeeded=succeeded,
                 mini_batches_failed=failed,

@@ -285,6 +285,7 @@ def execute_job(job: Job) -> None:
             progress.failed,
             progress.items_succeeded,
             progress.items_failed,
+            progress.running,
         )
 
     try:

@@ -15,7 +15,7 @@ from django_q.conf import Conf
 from django_q.signals import post_spawn
 
 from studio import nodes
-from studio.models import JobStatus, Node
+from studio.models import JobRun, JobStatus, Node, RunBatch, RunInstance
 from studio.tasks import run_job_task
 from tests.studio.test_cluster import qcluster
 from tests.studio.test_jobs_support import (
@@ -161,6 +161,50 @@ def test_it_lists_the_workspaces_jobs_running_on_each_node(cast):
     assert f'<a href="{detail}">{mine.name}</a>' in node_a
     assert page.count("/jobs/job-") == 1 and theirs.name not in page
     assert "job-" not in node_b
+
+
+def cells(page: str, node: str) -> tuple[str, str]:
+    """(scoring processes, mini-batches running) in `node`'s row."""
+    row = page.split(f'data-node="{node}"')[1].split("</tr>")[0]
+    processes = row.split('class="scoring-processes">')[1].split("<")[0]
+    batches = row.split('class="mini-batches-running">')[1].split("<")[0]
+    return processes, batches
+
+
+def test_it_shows_scoring_processes_and_mini_batches_running_on_each_node(cast):
+    for name in ("node-a", "node-b", "node-c"):
+        make_node(name)
+    endpoint = make_endpoint(cast.workspace)
+    settings = {"instance_count": 2, "max_concurrency_per_instance": 3}
+    # On one node: all 2 x 3 processes there, running mini-batches as reported.
+    make_job(
+        cast.workspace, endpoint=endpoint, status="running", node="node-c",
+        settings=settings, mini_batches_running=5, runs=1,
+    )  # fmt: skip
+    # Spread over node-a (orchestrating) and node-b (helping): 3 processes each.
+    spread = make_job(
+        cast.workspace, endpoint=endpoint, status="running", node="node-a",
+        settings=settings, runs=2,
+    )  # fmt: skip
+    job_run = JobRun.objects.create(job=spread, run=2, total=4, tries=3)
+    now = timezone.now()
+    for number, name in enumerate(("node-a", "node-b")):
+        RunInstance.objects.create(
+            job_run=job_run, node=name, number=number, heartbeat_at=now
+        )
+    for index, name in enumerate(("node-a", "node-b", "node-b", "")):
+        RunBatch.objects.create(
+            job_run=job_run, index=index, item_count=1, node=name,
+            state="running" if name else "pending",
+        )  # fmt: skip
+
+    page = cast.client("reader").get(compute_url()).content.decode()
+
+    assert cells(page, "node-a") == ("3", "1")
+    assert cells(page, "node-b") == ("3", "2")
+    assert cells(page, "node-c") == ("6", "5")
+    node_b = page.split('data-node="node-b"')[1].split("</tr>")[0]
+    assert spread.name in node_b
 
 
 def test_the_page_queries_do_not_grow_with_nodes_and_jobs(cast):
