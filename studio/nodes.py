@@ -159,3 +159,17 @@ def nodes_with_running_jobs(workspace: Workspace) -> list[Node]:
             if job.workspace_id == workspace.pk:
                 node.running_jobs.append(job)
     return nodes
+
+
+def job_nodes(job: Job) -> list[str]:
+    """The nodes a job's latest run scores on, each with its part, for its page."""
+    instances = RunInstance.objects.filter(
+        job_run__job=job, job_run__run=job.runs
+    ).order_by("number")
+    parts = []
+    for instance in instances:
+        part = "orchestrator" if instance.number == 0 else "helper"
+        if instance.lost:
+            part += ", lost: its mini-batches ran again elsewhere"
+        parts.append(f"{instance.node} ({part})")
+    return parts or ([job.node] if job.node else [])

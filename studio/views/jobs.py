@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from ..access import can, get_job_for_user, get_workspace_for_user
 from ..forms.endpoints import SETTING_HELP
 from ..models import Job, JobStatus, Role
+from ..nodes import job_nodes
 from ..services.jobs import can_resume, cancel_job, job_status, resume_job
 
 JOBS_PER_PAGE = 50
@@ -104,7 +105,11 @@ def job_list(request: HttpRequest, workspace: str) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, workspace: str, name: str) -> HttpResponse:
     job = get_job_for_user(request.user, workspace, name)
-    context = {**job_page_context(job), "settings_rows": _settings_rows(job)}
+    context = {
+        **job_page_context(job),
+        "settings_rows": _settings_rows(job),
+        "job_nodes": job_nodes(job),
+    }
     if context["can_resume"]:
         context["resume_form"] = ResumeForm(job=job)
     return render(request, "studio/jobs/detail.html", context)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from studio.models import Job, JobStatus
+from studio.models import Job, JobRun, JobStatus, RunInstance
 from tests.studio.test_jobs_support import make_endpoint, make_job
 
 READERS_AND_UP = [
@@ -220,6 +221,37 @@ def test_it_shows_a_jobs_overview(cast):
     assert text.count("overridden for this job") == 2
     assert '<tr class="overridden"><th>timeout</th>' in text
     assert f'data-job-status-url="{job_url("job-status", job)}"' in text
+
+
+def test_it_names_the_node_a_job_ran_on(cast):
+    job = make_job(cast.workspace, status=JobStatus.COMPLETED, node="node-a", runs=1)
+
+    text = cast.client("reader").get(job_url("job-detail", job)).content.decode()
+
+    assert '<dd class="job-nodes">node-a</dd>' in text
+
+
+def test_it_names_every_node_of_a_spread_job_and_the_lost_ones(cast):
+    job = make_job(cast.workspace, status=JobStatus.RUNNING, node="node-a", runs=2)
+    earlier = JobRun.objects.create(job=job, run=1, total=4, tries=3, stopped=True)
+    latest = JobRun.objects.create(job=job, run=2, total=4, tries=3)
+    now = timezone.now()
+    RunInstance.objects.create(
+        job_run=earlier, node="node-z", number=0, heartbeat_at=now
+    )
+    for number, node in enumerate(("node-a", "node-b", "node-c")):
+        RunInstance.objects.create(
+            job_run=latest, node=node, number=number, heartbeat_at=now,
+            lost=node == "node-c",
+        )  # fmt: skip
+
+    text = cast.client("reader").get(job_url("job-detail", job)).content.decode()
+
+    nodes = text.split('<dd class="job-nodes">')[1].split("</dd>")[0]
+    assert nodes == (
+        "node-a (orchestrator), node-b (helper), node-c (helper, lost: its"
+        " mini-batches ran again elsewhere)"
+    )
 
 
 def test_it_shows_the_cause_of_a_failure_and_the_log_to_open(cast):
