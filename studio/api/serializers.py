@@ -296,8 +296,9 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ["name", "endpoint", "deployment", "status", "cancel_requested",
                   "input", "input_type", "overrides", "settings", "tags",
                   "mini_batches_total", "mini_batches_succeeded",
-                  "mini_batches_failed", "items_succeeded", "items_failed",
-                  "percent", "error", "error_log", "created_by", "created_at",
+                  "mini_batches_failed", "mini_batches_running",
+                  "items_succeeded", "items_failed", "percent", "node",
+                  "error", "error_log", "created_by", "created_at",
                   "started_at", "finished_at", "url", "progress",
                   "page"]  # fmt: skip
 

@@ -59,6 +59,8 @@ def test_it_shows_a_job_and_its_progress(cast, who, expected):
         status=JobStatus.RUNNING,
         mini_batches_total=4,
         mini_batches_succeeded=1,
+        mini_batches_running=2,
+        node="node-a",
         tags={"run": "nightly"},
     )
     client = api(cast, who)
@@ -70,6 +72,10 @@ def test_it_shows_a_job_and_its_progress(cast, who, expected):
     if expected == 200:
         assert shown.json()["tags"] == {"run": "nightly"}
         assert shown.json()["percent"] == 25
+        assert (shown.json()["node"], shown.json()["mini_batches_running"]) == (
+            "node-a",
+            2,
+        )
         body = progress.json()
         assert (body["status"], body["percent"], body["terminal"]) == (
             "running",
