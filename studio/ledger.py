@@ -111,6 +111,16 @@ class DatabaseLedger:
         if self.closed:
             return None
         with transaction.atomic():
+            # The lease first, locked: a claim made after `expire` took this
+            # node's mini-batches back, but before its next beat noticed,
+            # would stay running under a lost node that nothing expires again.
+            lease = RunInstance.objects.select_for_update().filter(
+                pk=self.instance.pk, lost=False
+            )
+            if lease.first() is None:
+                self.lost = True
+                self._notify()
+                return None
             row = (
                 RunBatch.objects.select_for_update(skip_locked=True)
                 .filter(job_run=self.job_run, state=BatchState.PENDING)

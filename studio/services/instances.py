@@ -87,20 +87,14 @@ def help_with_job(
         )
         .first()
     )
-    if job_run is None or job_run.instances.filter(number=number).exists():
+    if job_run is None:
         return
-    if job_run.instances.filter(node=node).exists():
-        if redeliveries < MAX_REDELIVERIES and _nodes_not_in(job_run):
-            async_task(HELPER_TASK, job_id, run, number, redeliveries + 1)
-        else:
-            _note_in_driver_log(
-                job_run.job,
-                f"Helper {number} found no node free to take part; the job goes on"
-                " with fewer nodes",
-            )
-        return
+    # The join decides, not a look at the instances first: another helper
+    # may join on this node in between, and this one would be dropped.
     ledger = DatabaseLedger.join(job_run, node, number)
     if ledger is None:
+        if not job_run.instances.filter(number=number).exists():
+            _hand_back(job_run, number, redeliveries)
         return
     job = job_run.job
     try:
@@ -118,6 +112,18 @@ def help_with_job(
     finally:
         ledger.leave()
         connection.close()
+
+
+def _hand_back(job_run: JobRun, number: int, redeliveries: int) -> None:
+    """Queue helper `number` again for a node not taking part, while one may be."""
+    if redeliveries < MAX_REDELIVERIES and _nodes_not_in(job_run):
+        async_task(HELPER_TASK, job_run.job_id, job_run.run, number, redeliveries + 1)
+        return
+    _note_in_driver_log(
+        job_run.job,
+        f"Helper {number} found no node free to take part; the job goes on"
+        " with fewer nodes",
+    )
 
 
 def _nodes_not_in(job_run: JobRun) -> bool:
