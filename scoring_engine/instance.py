@@ -171,7 +171,7 @@ def run_instance(
     driver = LogFile(folder.driver_log)
     try:
         try:
-            command = scoring_command(spec, folder, driver)
+            command = scoring_command(spec, folder, driver, beat=on_beat)
         except EnvironmentBuildError as exc:
             ledger.stop((exc.message, folder.relative(folder.environment_log)))
             return

@@ -163,10 +163,14 @@ class Orchestrator:
         on_progress: Callable[[Progress], None],
     ) -> JobResult:
         self._log_start()
-        # The caller's heartbeat: building an environment can take a while.
         on_progress(self.ledger.progress())
         try:
-            command = scoring_command(self.spec, self.folder, self.driver)
+            command = scoring_command(
+                self.spec,
+                self.folder,
+                self.driver,
+                beat=lambda: on_progress(self.ledger.progress()),
+            )
         except EnvironmentBuildError as exc:
             log = self.folder.relative(self.folder.environment_log)
             return self.finish("failed", exc.message, log)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +55,43 @@ def plan_job(spec: JobSpec) -> list[MiniBatch]:
 
 
 def scoring_command(
-    spec: JobSpec, folder: JobFolder, driver: LogFile
+    spec: JobSpec,
+    folder: JobFolder,
+    driver: LogFile,
+    beat: Callable[[], None] = lambda: None,
+    every_s: float = 1.0,
 ) -> ScoringCommand:
     """The environment's Python (built once per requirements) and the script to run.
 
-    Raises EnvironmentBuildError when the environment cannot be built.
+    A build can take minutes: it runs in a thread while this one calls
+    `beat` every `every_s`, so the caller's heartbeat (and its database
+    connection, which belongs to this thread) stays alive. Raises
+    EnvironmentBuildError when the environment cannot be built.
     """
+    built: list[ScoringCommand] = []
+    failed: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            built.append(_scoring_command(spec, folder, driver))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            failed.append(exc)
+
+    builder = threading.Thread(target=build, name="environment-build", daemon=True)
+    builder.start()
+    while True:
+        builder.join(every_s)
+        if not builder.is_alive():
+            break
+        beat()
+    if failed:
+        raise failed[0]
+    return built[0]
+
+
+def _scoring_command(
+    spec: JobSpec, folder: JobFolder, driver: LogFile
+) -> ScoringCommand:
     deployment = spec.deployment
     requirements = (
         deployment.environment.python_requirements if deployment.environment else ()

@@ -27,8 +27,11 @@ from .models import Job, JobRun, RunBatch, RunInstance
 # How long a node waits on its own ledger object before it looks at the
 # database again for other nodes' changes.
 POLL_S = 0.2
-# Counts and the stop flag are read from the database at most this often.
-_REFRESH_S = 0.1
+# How often, at most, finished outcomes, the stop flag and the counts are
+# read again: each read is a query every node's loop would otherwise repeat.
+_OUTCOMES_EVERY_S = 0.1
+_STATE_EVERY_S = 0.25
+_PROGRESS_EVERY_S = 0.5
 BEAT_EVERY_S = 1.0
 _FINISHED = (BatchState.SUCCEEDED, BatchState.FAILED)
 _CHUNK = 2000
@@ -110,20 +113,60 @@ class DatabaseLedger:
     def claim(self, agent: str, now: float, lease: float | None = None) -> Claim | None:
         if self.closed:
             return None
-        with transaction.atomic():
-            # The lease first, locked: a claim made after `expire` took this
-            # node's mini-batches back, but before its next beat noticed,
-            # would stay running under a lost node that nothing expires again.
-            lease = RunInstance.objects.select_for_update().filter(
-                pk=self.instance.pk, lost=False
-            )
-            if lease.first() is None:
+        if connection.vendor == "postgresql":
+            claimed = self._claim_in_one_statement(agent)
+        else:
+            claimed = self._claim_in_a_transaction(agent)
+        if claimed is None:
+            if not RunInstance.objects.filter(pk=self.instance.pk, lost=False).exists():
                 self.lost = True
                 self._notify()
+            return None
+        index, attempt = claimed
+        return Claim(index, attempt, agent, None)
+
+    def _claim_in_one_statement(self, agent: str) -> tuple[int, int] | None:
+        """One round trip: a claim sits on the critical path of every mini-batch.
+
+        FOR SHARE on this node's lease row orders the claim against `expire`
+        marking the node lost (an UPDATE of that row): a claim made after
+        the expiry was decided would stay running under a lost node that
+        nothing expires again.
+        """
+        batch = RunBatch._meta.db_table
+        instance = RunInstance._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE {batch} SET state = %s, attempt = attempt + 1,
+                                   node = %s, process = %s
+                WHERE id = (
+                    SELECT id FROM {batch}
+                    WHERE job_run_id = %s AND state = %s
+                    ORDER BY "index" LIMIT 1 FOR UPDATE SKIP LOCKED
+                ) AND EXISTS (
+                    SELECT 1 FROM {instance} WHERE id = %s AND NOT lost FOR SHARE
+                )
+                RETURNING "index", attempt
+                """,  # noqa: S608 - table names from our models, values bound
+                [
+                    BatchState.RUNNING,
+                    self.instance.node,
+                    agent,
+                    self.job_run.pk,
+                    BatchState.PENDING,
+                    self.instance.pk,
+                ],
+            )
+            return cursor.fetchone()
+
+    def _claim_in_a_transaction(self, agent: str) -> tuple[int, int] | None:
+        """SQLite: writers are serialized, so the lease check and the claim agree."""
+        with transaction.atomic():
+            if not RunInstance.objects.filter(pk=self.instance.pk, lost=False).exists():
                 return None
             row = (
-                RunBatch.objects.select_for_update(skip_locked=True)
-                .filter(job_run=self.job_run, state=BatchState.PENDING)
+                RunBatch.objects.filter(job_run=self.job_run, state=BatchState.PENDING)
                 .order_by("index")
                 .first()
             )
@@ -132,7 +175,7 @@ class DatabaseLedger:
             row.state, row.attempt = BatchState.RUNNING, row.attempt + 1
             row.node, row.process = self.instance.node, agent
             row.save(update_fields=["state", "attempt", "node", "process"])
-        return Claim(row.index, row.attempt, agent, None)
+        return row.index, row.attempt
 
     def succeed(self, claim: Claim, items_succeeded: int, items_failed: int) -> bool:
         done = self._owned(claim).update(
@@ -156,10 +199,15 @@ class DatabaseLedger:
     def outcome(self, index: int) -> tuple[BatchState, int, int]:
         """Read finished rows in chunks; an unfinished one reads as running."""
         with self._changed:
-            if index not in self._outcomes and self._due("_outcomes_read_at"):
+            if index not in self._outcomes and self._due(
+                "_outcomes_read_at", _OUTCOMES_EVERY_S
+            ):
                 rows = (
                     RunBatch.objects.filter(
-                        job_run=self.job_run, index__gte=index, state__in=_FINISHED
+                        job_run=self.job_run,
+                        index__gte=index,
+                        index__lt=index + _CHUNK,
+                        state__in=_FINISHED,
                     )
                     .order_by("index")
                     .values_list("index", "state", "items_succeeded", "items_failed")
@@ -186,6 +234,11 @@ class DatabaseLedger:
                 )
                 for index in range(start, min(start + _CHUNK, len(counts)))
             )
+        if connection.vendor == "postgresql":
+            # Fresh statistics, so claims use the (job_run, state, index)
+            # index from the first one instead of sorting the whole run.
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {RunBatch._meta.db_table}")
         self._on_open()
 
     def expire(self, now: float) -> list[Claim]:
@@ -251,7 +304,8 @@ class DatabaseLedger:
 
     def progress(self) -> Progress:
         with self._changed:
-            if self._progress is not None and not self._due("_progress_read_at"):
+            cached = self._progress is not None and not self._stopped
+            if cached and not self._due("_progress_read_at", _PROGRESS_EVERY_S):
                 return self._progress
         done, restored_failed, (items_ok, items_bad) = self._restored
         counts = dict.fromkeys(BatchState, 0)
@@ -329,7 +383,7 @@ class DatabaseLedger:
 
     def _refresh_state(self) -> None:
         with self._changed:
-            if not self._due("_state_read_at"):
+            if not self._due("_state_read_at", _STATE_EVERY_S):
                 return
         stopped, cause, log = JobRun.objects.values_list(
             "stopped", "stop_cause", "stop_log"
@@ -343,10 +397,10 @@ class DatabaseLedger:
             self._cause = (cause, log) if cause else None
             self._finished = not unfinished
 
-    def _due(self, stamp: str) -> bool:
-        """Whether the value read at `stamp` is older than _REFRESH_S; marks it read."""
+    def _due(self, stamp: str, every_s: float) -> bool:
+        """Whether the value read at `stamp` is older than `every_s`; marks it read."""
         now = time.monotonic()
-        if now - getattr(self, stamp) < _REFRESH_S:
+        if now - getattr(self, stamp) < every_s:
             return False
         setattr(self, stamp, now)
         return True

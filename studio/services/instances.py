@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import QuerySet
 from django_q.tasks import async_task
 
 from scoring_engine import EngineError, JobSpec, MiniBatchLedger, run_instance
@@ -32,7 +34,7 @@ def shared_ledger(
     """
     helpers = min(
         spec.settings.instance_count - 1,
-        Node.objects.alive().exclude(name=spec.node).count(),
+        _live_nodes().exclude(name=spec.node).count(),
     )
     if helpers <= 0:
         return None
@@ -129,7 +131,12 @@ def _hand_back(job_run: JobRun, number: int, redeliveries: int) -> None:
 def _nodes_not_in(job_run: JobRun) -> bool:
     """Whether a live node exists that does not take part in the run yet."""
     taking_part = RunInstance.objects.filter(job_run=job_run).values("node")
-    return Node.objects.alive().exclude(name__in=taking_part).exists()
+    return _live_nodes().exclude(name__in=taking_part).exists()
+
+
+def _live_nodes() -> QuerySet[Node]:
+    """Live nodes of this cluster: only they take tasks from its queue."""
+    return Node.objects.alive().filter(cluster=settings.Q_CLUSTER.get("name", ""))
 
 
 def _note_in_driver_log(job: Job, message: str) -> None:

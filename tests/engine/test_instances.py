@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import threading
+from pathlib import Path
 
 from scoring_engine import JobSpec, load_deployment, run_instance, run_job
+from scoring_engine.jobfolder import JobFolder, LogFile
+from scoring_engine.spec import scoring_command
 from scoring_engine.state import Ledger
 from tests.conftest import write_deployment
 from tests.engine.test_run_job import make_spec
+from tests.factories import make_wheel
 
 
 def helped_by(spec_b: JobSpec, threads: list[threading.Thread]):
@@ -83,3 +87,21 @@ def test_a_node_that_cannot_init_fails_the_whole_job_with_its_cause(
     assert "model.pkl not found" in result.error
     assert result.error_log == "logs/user/error/node-b/process000.txt"
     assert not any(thread.is_alive() for thread in threads)
+
+
+def test_the_callers_heartbeat_goes_on_while_an_environment_builds(tmp_path):
+    wheel = make_wheel(tmp_path / "wheels", "bs_beat")
+    spec = make_spec(
+        tmp_path, tmp_path, "ok.py", environment={"python_requirements": [str(wheel)]}
+    )
+    folder = JobFolder.create(spec.job_dir)
+    driver = LogFile(folder.driver_log)
+    beats = []
+
+    command = scoring_command(
+        spec, folder, driver, beat=lambda: beats.append(1), every_s=0.01
+    )
+    driver.close()
+
+    assert Path(command.python).is_relative_to(spec.env_cache)
+    assert beats, "no heartbeat while the environment was built"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
@@ -52,9 +53,12 @@ def spread_job(workspace: Workspace, job_dir: Path, instance_count: int = 2) -> 
     return Job.objects.get(pk=job.pk)
 
 
-def node_seen(name: str, seconds_ago: float = 0) -> Node:
+def node_seen(name: str, seconds_ago: float = 0, cluster: str | None = None) -> Node:
+    """A node of this cluster (or `cluster`) that beat `seconds_ago`."""
     return Node.objects.create(
-        name=name, last_seen=timezone.now() - timedelta(seconds=seconds_ago)
+        name=name,
+        last_seen=timezone.now() - timedelta(seconds=seconds_ago),
+        cluster=settings.Q_CLUSTER["name"] if cluster is None else cluster,
     )
 
 
@@ -106,6 +110,14 @@ def test_a_job_runs_alone_when_no_other_node_is_alive(cast, tmp_path):
     job = spread_job(cast.workspace, tmp_path / "job", instance_count=2)
     node_seen("node-a")
     node_seen("node-b", seconds_ago=3600)
+
+    assert shared_ledger(job, job_spec(job, "node-a")) is None
+
+
+def test_nodes_of_another_cluster_do_not_help(cast, tmp_path):
+    job = spread_job(cast.workspace, tmp_path / "job", instance_count=2)
+    node_seen("node-a")
+    node_seen("node-b", cluster="another-queue")
 
     assert shared_ledger(job, job_spec(job, "node-a")) is None
 
