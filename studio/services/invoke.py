@@ -11,13 +11,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from scoring_engine import SpecError, apply_overrides
 
 from .. import storage
 from ..models import BatchDeployment, BatchEndpoint, DataAsset, EndpointState, Job
 from .endpoints import deployment_spec, resolve_versioned, setting_error
+from .jobs import enqueue_job
 
 JOB_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,63}")
 ACCEPTED_INPUTS = (
@@ -95,9 +95,7 @@ def invoke(
                 created_by=user,
                 **source,
             )
-            transaction.on_commit(
-                lambda: async_task("studio.tasks.run_job_task", job.pk)
-            )
+            enqueue_job(job.pk)
             return job
     except BaseException:
         storage.discard(uploads_dir)

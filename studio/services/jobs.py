@@ -122,7 +122,7 @@ def resume_job(job: Job, overrides: Mapping[str, Any] | None = None) -> None:
                 f" {job.status} now",
                 code="conflict",
             )
-        _enqueue(job.pk)
+        enqueue_job(job.pk)
     job.refresh_from_db()
 
 
@@ -199,7 +199,7 @@ def recover_stale_jobs(stale_s: float | None = None) -> list[str]:
     ):
         if requeue_stale_job(job, stale_s):
             recovered.append(job.name)
-            _enqueue(job.pk)
+            enqueue_job(job.pk)
     return recovered
 
 
@@ -227,12 +227,25 @@ def requeue_lost_queued_jobs(stale_s: float | None = None) -> list[str]:
     )
     for job in lost:
         logger.warning("job %s: queued with no task waiting; enqueued again", job.name)
-        _enqueue(job.pk)
+        enqueue_job(job.pk)
     return [job.name for job in lost]
 
 
-def _enqueue(job_id: int) -> None:
-    transaction.on_commit(lambda: async_task("studio.tasks.run_job_task", job_id))
+def enqueue_job(job_id: int) -> None:
+    """Queue the job's task once the current transaction commits.
+
+    A broker that cannot be reached (Redis down) is logged, not raised: the
+    job row is committed as queued, and the recovery schedule enqueues it
+    again once the queue is back and the job is older than the stale limit.
+    """
+
+    def send() -> None:
+        try:
+            async_task("studio.tasks.run_job_task", job_id)
+        except Exception:  # noqa: BLE001 - any broker failure; recovery covers it
+            logger.exception("job %s: could not reach the task queue", job_id)
+
+    transaction.on_commit(send)
 
 
 def job_status(job: Job) -> dict[str, Any]:
