@@ -135,6 +135,7 @@ class DatabaseLedger:
         """
         batch = RunBatch._meta.db_table
         instance = RunInstance._meta.db_table
+        _no_commit_flush()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -409,3 +410,23 @@ class DatabaseLedger:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
+
+
+_flush_off = threading.local()
+
+
+def _no_commit_flush() -> None:
+    """Agent threads' claims and outcomes do not wait for PostgreSQL's disk flush.
+
+    Each commit otherwise waits for a WAL flush on the critical path of every
+    mini-batch. What a database crash could lose is the last fraction of a
+    second of ledger rows, never output: committed output is the job
+    folder's checkpoint, and a mini-batch whose row went back runs again.
+    Set once per connection of the thread (agent threads use no other).
+    """
+    raw = connection.connection
+    if raw is not None and getattr(_flush_off, "raw", None) is raw:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    _flush_off.raw = connection.connection
