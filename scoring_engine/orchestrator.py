@@ -229,6 +229,18 @@ class Orchestrator:
             self.instance.stop(kill=status != "completed")
         self.output.assemble(final=True)
         self.output.close()
+        unassembled = self.checkpoint.next_index < len(self.batches)
+        if status == "completed" and unassembled:
+            # Every mini-batch finished, yet the output did not take them all:
+            # a ledger fault. Kept resumable rather than called complete.
+            status = "failed"
+            error = (
+                f"engine error: the output holds mini-batches 0-"
+                f"{self.checkpoint.next_index - 1} of {len(self.batches)} though all"
+                " finished; resume the job to write the rest"
+            )
+            error_log = self.folder.relative(self.master.path)
+            self.master.write(error)
         if status == "completed":
             shutil.rmtree(self.folder.parts_dir.parent, ignore_errors=True)
         progress = self.ledger.progress()

@@ -200,9 +200,9 @@ class DatabaseLedger:
     def outcome(self, index: int) -> tuple[BatchState, int, int]:
         """Read finished rows in chunks; an unfinished one reads as running."""
         with self._changed:
-            if index not in self._outcomes and self._due(
-                "_outcomes_read_at", _OUTCOMES_EVERY_S
-            ):
+            # Once stopped, the last assembly of the output must see every outcome.
+            fresh = self._stopped or self._due("_outcomes_read_at", _OUTCOMES_EVERY_S)
+            if index not in self._outcomes and fresh:
                 rows = (
                     RunBatch.objects.filter(
                         job_run=self.job_run,
