@@ -12,7 +12,14 @@ from pathlib import Path
 from .checkpoint import Checkpoint
 from .errors import EnvironmentBuildError
 from .instance import Instance
-from .jobfolder import JobFolder, LogFile, timestamp, write_atomic
+from .jobfolder import (
+    PROCESSED_COLUMNS,
+    CsvLog,
+    JobFolder,
+    LogFile,
+    timestamp,
+    write_atomic,
+)
 from .output import OrderedOutput
 from .partition import MiniBatch
 from .spec import JobSpec, plan_job, scoring_command
@@ -118,6 +125,9 @@ class Orchestrator:
         self.processes = processes or (
             settings.instance_count * settings.max_concurrency_per_instance
         )
+        # The job report's header is written here, once, before any other
+        # node can join and append to the report.
+        CsvLog(folder.processed_csv, PROCESSED_COLUMNS).close()
         self.ledger = (ledger_factory or Ledger)(
             [b.item_count for b in batches], settings.tries
         )
