@@ -13,6 +13,7 @@ from tests.conftest import run_cli, write_deployment
         ("exit", "exited with code 42"),
         ("os_exit", "exited with code 3"),
         ("segfault", "killed by SIGSEGV"),
+        ("sigkill", "killed by SIGKILL"),
         ("memory", "MemoryError"),
         ("after_return", "exited with code 7"),
     ],
