@@ -82,7 +82,7 @@ def run_operation(
 def test_no_generated_request_gets_a_server_error(cast, live_server, monkeypatch):
     # Jobs stay queued: a generated URL input must never be fetched (no
     # network), and scoring runs would only slow the test down.
-    monkeypatch.setattr("studio.services.invoke.async_task", lambda *a, **k: None)
+    monkeypatch.setattr("studio.services.jobs.async_task", lambda *a, **k: None)
     seed(cast)
     _, token = ApiToken.objects.issue(cast.owner, "schemathesis")
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")

@@ -94,7 +94,7 @@ def test_second_call_reuses_the_cached_venv(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
 
     assert second == first
-    assert elapsed < 0.5
+    assert elapsed < 5  # no build: a build takes seconds even offline
     text = (tmp_path / "b.log").read_text()
     env_id = environment_hash([str(wheel)])
     assert f"using cached environment {env_id} at {cache_dir / env_id}" in text

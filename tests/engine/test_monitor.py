@@ -302,7 +302,8 @@ def test_start_stop_takes_two_samples_and_stops_promptly(tmp_path: Path) -> None
     monitor.stop()
     elapsed = time.monotonic() - began
 
-    assert elapsed < 0.5
+    # Far below the hour-long interval: stop() woke the sampler at once.
+    assert elapsed < 5
     assert len(read_rows(node_csv, NODE_COLUMNS)) == 2
     assert not any(t.name.endswith("resource-monitor") for t in threading.enumerate())
 
