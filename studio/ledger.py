@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from scoring_engine import BatchState, Claim, Progress
 
-from .models import Job, JobRun, RunBatch, RunInstance
+from .models import Job, JobRun, JobStatus, RunBatch, RunInstance
 
 # How long a node waits on its own ledger object before it looks at the
 # database again for other nodes' changes.
@@ -386,9 +386,12 @@ class DatabaseLedger:
         with self._changed:
             if not self._due("_state_read_at", _STATE_EVERY_S):
                 return
-        stopped, cause, log = JobRun.objects.values_list(
-            "stopped", "stop_cause", "stop_log"
+        stopped, cause, log, runs, status = JobRun.objects.values_list(
+            "stopped", "stop_cause", "stop_log", "job__runs", "job__status"
         ).get(pk=self.job_run.pk)
+        # A run the job no longer belongs to is over, whoever runs the job
+        # now (a recovery on one node uses no shared ledger to stop this one).
+        stopped = stopped or runs != self.job_run.run or status != JobStatus.RUNNING
         unfinished = RunBatch.objects.filter(
             job_run=self.job_run,
             state__in=(BatchState.PENDING, BatchState.RUNNING),

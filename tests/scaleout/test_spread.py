@@ -19,6 +19,7 @@ import pytest
 from django.contrib.auth.models import User
 from psycopg import sql
 
+from studio import tasks
 from studio.models import (
     BatchEndpoint,
     Job,
@@ -191,3 +192,57 @@ def test_a_helper_node_killed_mid_job_loses_only_its_mini_batches(
     assert f"on {helper}/process000 lost: its node stopped reporting" in master
     instances = {i["node"]: i["lost"] for i in seen["instances"]}
     assert instances == {orchestrator: False, helper: True}
+
+
+def recover() -> None:
+    """Node side: the scheduled recovery, at once; the jobs it took back."""
+    print(json.dumps(tasks.recover_stale_jobs()))
+
+
+@pytest.mark.slow
+def test_the_orchestrating_node_killed_mid_job_resumes_on_the_other(
+    deployment, fast_beats, tmp_path, settings, monkeypatch
+):
+    monkeypatch.setenv("STUDIO_JOB_STALE_S", "3")
+    manage("migrate", "--noinput")
+    on_node("seed_slow")
+
+    with (
+        ExitStack() as stack,
+        psycopg.connect(deployment.database_url, autocommit=True) as db,
+    ):
+        clusters = {
+            name: stack.enter_context(node(name, tmp_path, settings)) for name in NODES
+        }
+        wait_for(lambda: alive_nodes(db) == set(NODES), 60, "both nodes' heartbeats")
+        on_node("invoke_one")
+        orchestrator = wait_for(
+            lambda: "".join(column(db, Job, "node", name="spread", status="running")),
+            60,
+            "a node to start the job",
+        )
+        survivor = ({"node-a", "node-b"} - {orchestrator}).pop()
+        wait_for(
+            lambda: column(db, RunBatch, "index", node=survivor, state="succeeded"),
+            60,
+            f"{survivor} to have scored a mini-batch",
+        )
+        os.killpg(clusters[orchestrator].pid, signal.SIGKILL)
+        # The job's heartbeat goes stale; the schedule (called here at once
+        # rather than waited for) hands it to the node that is left.
+        wait_for(
+            lambda: json.loads(on_node("recover").splitlines()[-1]) == ["spread"],
+            60,
+            "the recovery to take the job back",
+        )
+        wait_for(lambda: ended_jobs(db) == 1, 120, "the job to end")
+
+    seen = json.loads(on_node("report").splitlines()[-1])
+    job = seen["job"]
+    assert (job["status"], job["error"], job["node"]) == ("completed", "", survivor)
+    assert (job["items_succeeded"], job["items_failed"]) == (FILES, 0)
+    assert output_rows(job) == NAMES
+    # The first run's helper on the surviving node left once the job moved
+    # to its second run (see test_ledger for the rule).
+    helper = next(i for i in seen["instances"] if i["node"] == survivor)
+    assert helper["left_at"] is not None

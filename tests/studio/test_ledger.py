@@ -361,3 +361,20 @@ def test_outcome_reads_finished_mini_batches_and_unfinished_as_running(job):
         5,
         "mini-batch 1's outcome",
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"runs": 2, "status": JobStatus.RUNNING}, {"status": JobStatus.CANCELED}],
+    ids=["taken-over-by-a-later-run", "ended"],
+)
+def test_a_run_the_job_left_is_closed_for_its_helpers(job, change):
+    b = helper(orchestrate(job))
+    assert not b.closed
+
+    # A recovery on a lone node runs the job without a shared ledger, so
+    # nothing stops this run's rows: the job's own row says it moved on.
+    Job.objects.filter(pk=job.pk).update(**change)
+
+    wait_for(lambda: b.closed, 5, "the helper to see the job left its run")
+    assert b.claim("process000", time.monotonic()) is None
