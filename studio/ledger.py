@@ -224,23 +224,51 @@ class DatabaseLedger:
     def restore(self, done: int, failed: int, items: tuple[int, int]) -> None:
         """Write the rows: 0..done-1 finished by an earlier run, the rest pending."""
         self._restored = (done, failed, items)
-        counts = self._item_counts
-        for start in range(0, len(counts), _CHUNK):
-            RunBatch.objects.bulk_create(
-                RunBatch(
-                    job_run=self.job_run,
-                    index=index,
-                    item_count=counts[index],
-                    state=BatchState.SUCCEEDED if index < done else BatchState.PENDING,
-                )
-                for index in range(start, min(start + _CHUNK, len(counts)))
-            )
         if connection.vendor == "postgresql":
+            self._insert_rows_at_once(done)
+        else:
+            counts = self._item_counts
+            for start in range(0, len(counts), _CHUNK):
+                RunBatch.objects.bulk_create(
+                    RunBatch(
+                        job_run=self.job_run,
+                        index=index,
+                        item_count=counts[index],
+                        state=BatchState.SUCCEEDED
+                        if index < done
+                        else BatchState.PENDING,
+                    )
+                    for index in range(start, min(start + _CHUNK, len(counts)))
+                )
+        self._on_open()
+
+    def _insert_rows_at_once(self, done: int) -> None:
+        """PostgreSQL: one INSERT from two arrays (100,000 rows: 9.5 s in chunks)."""
+        table = RunBatch._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (job_run_id, "index", item_count, state,
+                                     attempt, node, process,
+                                     items_succeeded, items_failed)
+                SELECT %s, batch.index, batch.item_count,
+                       CASE WHEN batch.index < %s THEN %s ELSE %s END,
+                       0, '', '', 0, 0
+                FROM unnest(%s::integer[], %s::integer[])
+                     AS batch(index, item_count)
+                """,  # noqa: S608 - table name from our model, values bound
+                [
+                    self.job_run.pk,
+                    done,
+                    BatchState.SUCCEEDED,
+                    BatchState.PENDING,
+                    list(range(len(self._item_counts))),
+                    list(self._item_counts),
+                ],
+            )
             # Fresh statistics, so claims use the (job_run, state, index)
             # index from the first one instead of sorting the whole run.
-            with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {RunBatch._meta.db_table}")
-        self._on_open()
+            cursor.execute(f"ANALYZE {table}")
 
     def expire(self, now: float) -> list[Claim]:
         """Beat for this node; take back the claims of nodes that went silent."""
