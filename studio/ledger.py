@@ -45,10 +45,13 @@ class DatabaseLedger:
         job_run: JobRun,
         instance: RunInstance,
         on_open: Callable[[], None] = lambda: None,
+        item_counts: Sequence[int] = (),
     ) -> None:
         self.job_run = job_run
         self.instance = instance
         self._on_open = on_open
+        # Only the orchestrator's ledger writes the rows (`restore`).
+        self._item_counts = list(item_counts)
         self._changed = threading.Condition()
         self._generation = 0
         self._restored = (0, 0, (0, 0))
@@ -89,9 +92,7 @@ class DatabaseLedger:
             instance = RunInstance.objects.create(
                 job_run=job_run, node=node, number=0, heartbeat_at=timezone.now()
             )
-        ledger = cls(job_run, instance, on_open)
-        ledger._item_counts = list(item_counts)
-        return ledger
+        return cls(job_run, instance, on_open, item_counts)
 
     @classmethod
     def join(cls, job_run: JobRun, node: str, number: int) -> DatabaseLedger | None:
