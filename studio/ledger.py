@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from scoring_engine import BatchState, Claim, Progress
 
+from . import ledger_postgres as postgres
 from .models import Job, JobRun, JobStatus, RunBatch, RunInstance
 
 # How long a node waits on its own ledger object before it looks at the
@@ -115,7 +116,7 @@ class DatabaseLedger:
         if self.closed:
             return None
         if connection.vendor == "postgresql":
-            claimed = self._claim_in_one_statement(agent)
+            claimed = postgres.claim(self.job_run.pk, self.instance, agent)
         else:
             claimed = self._claim_in_a_transaction(agent)
         if claimed is None:
@@ -125,42 +126,6 @@ class DatabaseLedger:
             return None
         index, attempt = claimed
         return Claim(index, attempt, agent, None)
-
-    def _claim_in_one_statement(self, agent: str) -> tuple[int, int] | None:
-        """One round trip: a claim sits on the critical path of every mini-batch.
-
-        FOR SHARE on this node's lease row orders the claim against `expire`
-        marking the node lost (an UPDATE of that row): a claim made after
-        the expiry was decided would stay running under a lost node that
-        nothing expires again.
-        """
-        batch = RunBatch._meta.db_table
-        instance = RunInstance._meta.db_table
-        _no_commit_flush()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                UPDATE {batch} SET state = %s, attempt = attempt + 1,
-                                   node = %s, process = %s
-                WHERE id = (
-                    SELECT id FROM {batch}
-                    WHERE job_run_id = %s AND state = %s
-                    ORDER BY "index" LIMIT 1 FOR UPDATE SKIP LOCKED
-                ) AND EXISTS (
-                    SELECT 1 FROM {instance} WHERE id = %s AND NOT lost FOR SHARE
-                )
-                RETURNING "index", attempt
-                """,  # noqa: S608 - table names from our models, values bound
-                [
-                    BatchState.RUNNING,
-                    self.instance.node,
-                    agent,
-                    self.job_run.pk,
-                    BatchState.PENDING,
-                    self.instance.pk,
-                ],
-            )
-            return cursor.fetchone()
 
     def _claim_in_a_transaction(self, agent: str) -> tuple[int, int] | None:
         """SQLite: writers are serialized, so the lease check and the claim agree."""
@@ -226,7 +191,7 @@ class DatabaseLedger:
         """Write the rows: 0..done-1 finished by an earlier run, the rest pending."""
         self._restored = (done, failed, items)
         if connection.vendor == "postgresql":
-            self._insert_rows_at_once(done)
+            postgres.insert_rows(self.job_run.pk, self._item_counts, done)
         else:
             counts = self._item_counts
             for start in range(0, len(counts), _CHUNK):
@@ -242,34 +207,6 @@ class DatabaseLedger:
                     for index in range(start, min(start + _CHUNK, len(counts)))
                 )
         self._on_open()
-
-    def _insert_rows_at_once(self, done: int) -> None:
-        """PostgreSQL: one INSERT from two arrays (100,000 rows: 9.5 s in chunks)."""
-        table = RunBatch._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                INSERT INTO {table} (job_run_id, "index", item_count, state,
-                                     attempt, node, process,
-                                     items_succeeded, items_failed)
-                SELECT %s, batch.index, batch.item_count,
-                       CASE WHEN batch.index < %s THEN %s ELSE %s END,
-                       0, '', '', 0, 0
-                FROM unnest(%s::integer[], %s::integer[])
-                     AS batch(index, item_count)
-                """,  # noqa: S608 - table name from our model, values bound
-                [
-                    self.job_run.pk,
-                    done,
-                    BatchState.SUCCEEDED,
-                    BatchState.PENDING,
-                    list(range(len(self._item_counts))),
-                    list(self._item_counts),
-                ],
-            )
-            # Fresh statistics, so claims use the (job_run, state, index)
-            # index from the first one instead of sorting the whole run.
-            cursor.execute(f"ANALYZE {table}")
 
     def expire(self, now: float) -> list[Claim]:
         """Beat for this node; take back the claims of nodes that went silent."""
@@ -442,23 +379,3 @@ class DatabaseLedger:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
-
-
-_flush_off = threading.local()
-
-
-def _no_commit_flush() -> None:
-    """Agent threads' claims and outcomes do not wait for PostgreSQL's disk flush.
-
-    Each commit otherwise waits for a WAL flush on the critical path of every
-    mini-batch. What a database crash could lose is the last fraction of a
-    second of ledger rows, never output: committed output is the job
-    folder's checkpoint, and a mini-batch whose row went back runs again.
-    Set once per connection of the thread (agent threads use no other).
-    """
-    raw = connection.connection
-    if raw is not None and getattr(_flush_off, "raw", None) is raw:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-    _flush_off.raw = connection.connection
