@@ -10,7 +10,13 @@ from django.db import connection
 from django.db.models import QuerySet
 from django_q.tasks import async_task
 
-from scoring_engine import EngineError, JobSpec, MiniBatchLedger, run_instance
+from scoring_engine import (
+    EngineError,
+    JobSpec,
+    LedgerFactory,
+    MiniBatchLedger,
+    run_instance,
+)
 from scoring_engine.jobfolder import JobFolder, LogFile
 
 from ..ledger import DatabaseLedger
@@ -24,9 +30,7 @@ MAX_REDELIVERIES = 20
 HELPER_TASK = "studio.tasks.run_instance_task"
 
 
-def shared_ledger(
-    job: Job, spec: JobSpec
-) -> Callable[[Sequence[int], int], MiniBatchLedger] | None:
+def shared_ledger(job: Job, spec: JobSpec) -> LedgerFactory | None:
     """The ledger factory that spreads `job` over other live nodes, or None.
 
     None when instance_count is 1 or no other node is alive: then this node
