@@ -186,15 +186,19 @@ def run_instance(
         )
         driver.write(f"Node {spec.node} joined the job")
         instance.start()
-        stopped = False
-        while not ledger.closed:
-            on_beat()
-            if should_stop():
-                stopped = True
-                break
-            ledger.wait_for_change(ledger.generation, _BEAT_EVERY_S)
-        # A job that ended unfinished (canceled, failed) needs no last results.
-        instance.stop(kill=stopped or not ledger.progress().finished)
+        # Killed unless the job finished: one that ended unfinished (canceled,
+        # failed), a stop asked for, or a broken ledger needs no last results.
+        kill = True
+        try:
+            while not ledger.closed:
+                on_beat()
+                if should_stop():
+                    break
+                ledger.wait_for_change(ledger.generation, _BEAT_EVERY_S)
+            else:
+                kill = not ledger.progress().finished
+        finally:
+            instance.stop(kill=kill)
         driver.write(f"Node {spec.node} left the job")
     finally:
         master.close()

@@ -7,7 +7,9 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from scoring_engine import JobSpec, load_deployment, run_instance, run_job
+import psutil
+
+from scoring_engine import BatchState, JobSpec, load_deployment, run_instance, run_job
 from scoring_engine.jobfolder import JobFolder, LogFile
 from scoring_engine.spec import scoring_command
 from scoring_engine.state import Ledger
@@ -105,3 +107,73 @@ def test_the_callers_heartbeat_goes_on_while_an_environment_builds(tmp_path):
 
     assert Path(command.python).is_relative_to(spec.env_cache)
     assert beats, "no heartbeat while the environment was built"
+
+
+class HidesTheLastOutcome(Ledger):
+    """A ledger fault: every mini-batch finishes, the last one never reads so."""
+
+    def outcome(self, index: int) -> tuple[BatchState, int, int]:
+        if index == len(self._entries) - 1:
+            return BatchState.RUNNING, 0, 0
+        return super().outcome(index)
+
+
+def test_a_job_whose_output_misses_a_mini_batch_is_failed_and_resumable(
+    tmp_path, text_inputs
+):
+    spec = make_spec(tmp_path, text_inputs, "ok.py", mini_batch_size=1)
+
+    broken = run_job(spec, ledger_factory=HidesTheLastOutcome)
+
+    assert broken.status == "failed"
+    assert "the output holds mini-batches 0-10 of 12" in broken.error
+    resumed = run_job(spec, resume=True)
+    assert resumed.status == "completed"
+    output = (tmp_path / "job/outputs/predictions.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in output] == [
+        f"file_{n:03d}.txt" for n in range(12)
+    ]
+
+
+class BreaksOnceScoring(Ledger):
+    """A ledger whose store goes away (a database outage) once scoring began."""
+
+    def __init__(self, item_counts, tries) -> None:
+        super().__init__(item_counts, tries)
+        self.scoring = threading.Event()
+
+    def succeed(self, claim, items_succeeded: int, items_failed: int) -> bool:
+        self.scoring.set()
+        return super().succeed(claim, items_succeeded, items_failed)
+
+    @property
+    def closed(self) -> bool:
+        if self.scoring.is_set() and threading.current_thread().name == "helper":
+            raise ConnectionError("the ledger's database went away")
+        return super().closed
+
+
+def test_a_helper_whose_ledger_breaks_leaves_no_scoring_process(tmp_path, text_inputs):
+    spec = make_spec(
+        tmp_path, text_inputs, "slow_until_fixed.py", mini_batch_size=1,
+        environment_variables={"SLEEP_S": "0.2"},
+    )  # fmt: skip
+    folder = JobFolder.create(spec.job_dir)
+    ledger = BreaksOnceScoring([1] * 12, tries=3)
+    ledger.restore(0, 0, (0, 0))
+    raised: list[BaseException] = []
+
+    def helper() -> None:
+        try:
+            run_instance(dataclasses.replace(spec, node="node-b"), ledger)
+        except ConnectionError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=helper, name="helper")
+    thread.start()
+    thread.join(timeout=60)
+
+    assert not thread.is_alive() and raised, "the ledger's failure was not raised"
+    assert not psutil.Process().children(recursive=True), "a scoring host outlived it"
+    driver = folder.driver_log.read_text()
+    assert "Node node-b joined the job" in driver
