@@ -363,6 +363,20 @@ def test_outcome_reads_finished_mini_batches_and_unfinished_as_running(job):
     )
 
 
+def test_once_stopped_outcomes_are_read_fresh_for_the_last_assembly(job):
+    ledger = orchestrate(job)
+    b = helper(ledger)
+    claim = b.claim("process000", 0.0)
+    assert ledger.outcome(claim.index)[0] is BatchState.RUNNING
+    b.succeed(claim, 3, 0)
+
+    # The orchestrator stops the ledger, then assembles the output one last
+    # time: what finished a moment ago must be in it.
+    ledger.stop()
+
+    assert ledger.outcome(claim.index) == (BatchState.SUCCEEDED, 3, 0)
+
+
 @pytest.mark.parametrize(
     "change",
     [{"runs": 2, "status": JobStatus.RUNNING}, {"status": JobStatus.CANCELED}],
