@@ -11,7 +11,9 @@ import csv
 import json
 import os
 import signal
-from contextlib import ExitStack
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -118,28 +120,60 @@ def fast_beats(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPREAD_TEST_PEERS", str(tmp_path / "peers"))
 
 
-@pytest.mark.slow
-def test_a_job_with_instance_count_2_scores_on_both_nodes(
-    deployment, fast_beats, tmp_path, settings
-):
-    manage("migrate", "--noinput")
-    on_node("seed_rendezvous")
+@contextmanager
+def spread_job_running(
+    deployment, tmp_path: Path, settings, seed: str
+) -> Iterator[tuple[psycopg.Connection, dict[str, subprocess.Popen]]]:
+    """Both nodes up and alive, job `spread` invoked on the `seed`ed endpoint.
 
+    Yields the shared database and each node's qcluster; the nodes stop after.
+    """
+    manage("migrate", "--noinput")
+    on_node(seed)
     with (
         ExitStack() as stack,
         psycopg.connect(deployment.database_url, autocommit=True) as db,
     ):
-        for name in NODES:
-            stack.enter_context(node(name, tmp_path, settings))
+        clusters = {
+            name: stack.enter_context(node(name, tmp_path, settings)) for name in NODES
+        }
         wait_for(lambda: alive_nodes(db) == set(NODES), 60, "both nodes' heartbeats")
         on_node("invoke_one")
-        wait_for(lambda: ended_jobs(db) == 1, 120, "the job to end")
+        yield db, clusters
 
+
+def orchestrating_node(db: psycopg.Connection) -> tuple[str, str]:
+    """(the node running job `spread`, the other one), once it started."""
+    orchestrator = wait_for(
+        lambda: "".join(column(db, Job, "node", name="spread", status="running")),
+        60,
+        "a node to start the job",
+    )
+    return orchestrator, ({"node-a", "node-b"} - {orchestrator}).pop()
+
+
+def completed_once(db: psycopg.Connection) -> dict:
+    """Wait for the job's end; it completed, each input's row once, in order."""
+    wait_for(lambda: ended_jobs(db) == 1, 120, "the job to end")
     seen = json.loads(on_node("report").splitlines()[-1])
     job = seen["job"]
     assert (job["status"], job["error"]) == ("completed", "")
     assert (job["items_succeeded"], job["items_failed"]) == (FILES, 0)
     assert output_rows(job) == NAMES
+    return seen
+
+
+@pytest.mark.slow
+def test_a_job_with_instance_count_2_scores_on_both_nodes(
+    deployment, fast_beats, tmp_path, settings
+):
+    with spread_job_running(deployment, tmp_path, settings, "seed_rendezvous") as (
+        db,
+        _,
+    ):
+        seen = completed_once(db)
+
+    job = seen["job"]
     logs = Path(job["job_dir"], "logs")
     assert {p.name for p in (logs / "sys/node").iterdir()} == set(NODES)
     assert {p.name for p in (logs / "user/stdout").iterdir()} == set(NODES)
@@ -156,24 +190,11 @@ def test_a_job_with_instance_count_2_scores_on_both_nodes(
 def test_a_helper_node_killed_mid_job_loses_only_its_mini_batches(
     deployment, fast_beats, tmp_path, settings
 ):
-    manage("migrate", "--noinput")
-    on_node("seed_slow")
-
-    with (
-        ExitStack() as stack,
-        psycopg.connect(deployment.database_url, autocommit=True) as db,
+    with spread_job_running(deployment, tmp_path, settings, "seed_slow") as (
+        db,
+        clusters,
     ):
-        clusters = {
-            name: stack.enter_context(node(name, tmp_path, settings)) for name in NODES
-        }
-        wait_for(lambda: alive_nodes(db) == set(NODES), 60, "both nodes' heartbeats")
-        on_node("invoke_one")
-        orchestrator = wait_for(
-            lambda: "".join(column(db, Job, "node", name="spread", status="running")),
-            60,
-            "a node to start the job",
-        )
-        helper = ({"node-a", "node-b"} - {orchestrator}).pop()
+        orchestrator, helper = orchestrating_node(db)
         wait_for(
             lambda: column(db, RunBatch, "index", node=helper, state="running"),
             60,
@@ -181,14 +202,9 @@ def test_a_helper_node_killed_mid_job_loses_only_its_mini_batches(
         )
         # The whole node at once: qcluster, its workers and their scoring hosts.
         os.killpg(clusters[helper].pid, signal.SIGKILL)
-        wait_for(lambda: ended_jobs(db) == 1, 120, "the job to end")
+        seen = completed_once(db)
 
-    seen = json.loads(on_node("report").splitlines()[-1])
-    job = seen["job"]
-    assert (job["status"], job["error"]) == ("completed", "")
-    assert (job["items_succeeded"], job["items_failed"]) == (FILES, 0)
-    assert output_rows(job) == NAMES
-    master = Path(job["job_dir"], "logs/sys/master_role.txt").read_text()
+    master = Path(seen["job"]["job_dir"], "logs/sys/master_role.txt").read_text()
     assert f"on {helper}/process000 lost: its node stopped reporting" in master
     instances = {i["node"]: i["lost"] for i in seen["instances"]}
     assert instances == {orchestrator: False, helper: True}
@@ -204,24 +220,11 @@ def test_the_orchestrating_node_killed_mid_job_resumes_on_the_other(
     deployment, fast_beats, tmp_path, settings, monkeypatch
 ):
     monkeypatch.setenv("STUDIO_JOB_STALE_S", "3")
-    manage("migrate", "--noinput")
-    on_node("seed_slow")
-
-    with (
-        ExitStack() as stack,
-        psycopg.connect(deployment.database_url, autocommit=True) as db,
+    with spread_job_running(deployment, tmp_path, settings, "seed_slow") as (
+        db,
+        clusters,
     ):
-        clusters = {
-            name: stack.enter_context(node(name, tmp_path, settings)) for name in NODES
-        }
-        wait_for(lambda: alive_nodes(db) == set(NODES), 60, "both nodes' heartbeats")
-        on_node("invoke_one")
-        orchestrator = wait_for(
-            lambda: "".join(column(db, Job, "node", name="spread", status="running")),
-            60,
-            "a node to start the job",
-        )
-        survivor = ({"node-a", "node-b"} - {orchestrator}).pop()
+        orchestrator, survivor = orchestrating_node(db)
         wait_for(
             lambda: column(db, RunBatch, "index", node=survivor, state="succeeded"),
             60,
@@ -235,13 +238,9 @@ def test_the_orchestrating_node_killed_mid_job_resumes_on_the_other(
             60,
             "the recovery to take the job back",
         )
-        wait_for(lambda: ended_jobs(db) == 1, 120, "the job to end")
+        seen = completed_once(db)
 
-    seen = json.loads(on_node("report").splitlines()[-1])
-    job = seen["job"]
-    assert (job["status"], job["error"], job["node"]) == ("completed", "", survivor)
-    assert (job["items_succeeded"], job["items_failed"]) == (FILES, 0)
-    assert output_rows(job) == NAMES
+    assert seen["job"]["node"] == survivor
     # The first run's helper on the surviving node left once the job moved
     # to its second run (see test_ledger for the rule).
     helper = next(i for i in seen["instances"] if i["node"] == survivor)
